@@ -1,0 +1,138 @@
+/*
+Copyright 2026 The Keyward Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command manager runs the Keyward controllers: SigningKey, TokenPolicy and
+// RevocationEntry, with leader election, health probes and Prometheus metrics.
+package main
+
+import (
+	"flag"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/keyward-dev/keyward/api/v1alpha1"
+	"github.com/keyward-dev/keyward/controllers"
+)
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+}
+
+func main() {
+	var (
+		metricsAddr, probeAddr, leaderNamespace string
+		leaderElect                             bool
+		qps                                     float64
+		burst, workers                          int
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (0 disables it).")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles.")
+	flag.StringVar(&leaderNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's).")
+	flag.Float64Var(&qps, "kube-api-qps", 100, "Queries per second to the API server.")
+	flag.IntVar(&burst, "kube-api-burst", 200, "Burst of queries to the API server.")
+	flag.IntVar(&workers, "workers", 4, "Concurrent reconciles per controller.")
+	opts := zap.Options{Development: false}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("setup")
+
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS, cfg.Burst = float32(qps), burst
+	managed := labels.SelectorFromSet(labels.Set{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:        probeAddr,
+		LeaderElection:                leaderElect,
+		LeaderElectionID:              "keyward-manager.auth.keyward.dev",
+		LeaderElectionNamespace:       leaderNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{
+			// Only what Keyward generates is cached, and without managedFields.
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Secret{}:    {Label: managed},
+				&corev1.ConfigMap{}: {Label: managed},
+			},
+		},
+	})
+	if err != nil {
+		log.Error(err, "Failed to create the manager")
+		os.Exit(1)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
+		log.Error(err, "Failed to register indexes")
+		os.Exit(1)
+	}
+	realClock := clock.RealClock{}
+	copts := controller.Options{MaxConcurrentReconciles: workers, RecoverPanic: ptr(true)}
+	if err := (&controllers.SigningKeyReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: realClock,
+		Recorder: mgr.GetEventRecorder("keyward-signingkey"),
+	}).SetupWithManager(mgr, copts); err != nil {
+		log.Error(err, "Failed to set up the controller", "controller", "SigningKey")
+		os.Exit(1)
+	}
+	if err := (&controllers.TokenPolicyReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: realClock,
+		Recorder: mgr.GetEventRecorder("keyward-tokenpolicy"),
+	}).SetupWithManager(mgr, copts); err != nil {
+		log.Error(err, "Failed to set up the controller", "controller", "TokenPolicy")
+		os.Exit(1)
+	}
+	if err := (&controllers.RevocationEntryReconciler{
+		Client: mgr.GetClient(), Clock: realClock,
+		Recorder: mgr.GetEventRecorder("keyward-revocation"),
+	}).SetupWithManager(mgr, copts); err != nil {
+		log.Error(err, "Failed to set up the controller", "controller", "RevocationEntry")
+		os.Exit(1)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		log.Error(err, "Failed to add the health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		log.Error(err, "Failed to add the ready check")
+		os.Exit(1)
+	}
+	log.Info("Started manager", "leaderElection", leaderElect, "workers", workers, "startedAt", time.Now().UTC())
+	if err := mgr.Start(ctx); err != nil {
+		log.Error(err, "Manager stopped with an error")
+		os.Exit(1)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
