@@ -36,9 +36,9 @@ type SigningKeySpec struct {
 
 	// Rotation sets how long a key signs, how early its successor is published and how
 	// long it stays published after it stops signing.
-	// +kubebuilder:default={}
+	// +kubebuilder:default={period: "720h", prePublish: "15m", retain: "24h"}
 	// +optional
-	Rotation RotationSpec `json:"rotation,omitempty"`
+	Rotation RotationSpec `json:"rotation,omitzero"`
 
 	// RotationRequest starts a manual rotation whenever it changes to a new non-empty value
 	// (`kubectl keyward rotate` writes a timestamp): a new key is published at once and
@@ -68,7 +68,7 @@ type RotationSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +optional
-	Period metav1.Duration `json:"period,omitempty"`
+	Period metav1.Duration `json:"period,omitzero"`
 
 	// PrePublish is how long a new key is in the JWKS before it signs, so every verifier
 	// already holds it. Keep it above the slowest verifier refresh (about 90s for mounted
@@ -78,7 +78,7 @@ type RotationSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +optional
-	PrePublish metav1.Duration `json:"prePublish,omitempty"`
+	PrePublish metav1.Duration `json:"prePublish,omitzero"`
 
 	// Retain is how long a retired key stays in the JWKS so tokens it signed still verify.
 	// It must exceed the longest access-token TTL of the policies that trust this key; the
@@ -88,7 +88,7 @@ type RotationSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +optional
-	Retain metav1.Duration `json:"retain,omitempty"`
+	Retain metav1.Duration `json:"retain,omitzero"`
 }
 
 // KeyState is where a key is in its lifecycle.
@@ -188,9 +188,9 @@ type SigningKey struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// +kubebuilder:default={}
+	// +kubebuilder:default={algorithm: ES256}
 	// +optional
-	Spec SigningKeySpec `json:"spec,omitempty"`
+	Spec SigningKeySpec `json:"spec,omitzero"`
 	// +optional
 	Status SigningKeyStatus `json:"status,omitempty"`
 }

@@ -62,22 +62,22 @@ type TokenPolicySpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +optional
-	Leeway metav1.Duration `json:"leeway,omitempty"`
+	Leeway metav1.Duration `json:"leeway,omitzero"`
 
 	// AccessToken sets the lifetime and type of access tokens.
-	// +kubebuilder:default={}
+	// +kubebuilder:default={ttl: "10m", type: "at+jwt"}
 	// +optional
-	AccessToken AccessTokenSpec `json:"accessToken,omitempty"`
+	AccessToken AccessTokenSpec `json:"accessToken,omitzero"`
 
 	// RefreshToken sets lifetimes of refresh tokens issued by the token service.
-	// +kubebuilder:default={}
+	// +kubebuilder:default={ttl: "720h", idleTimeout: "24h", reuseInterval: "2s"}
 	// +optional
-	RefreshToken RefreshTokenSpec `json:"refreshToken,omitempty"`
+	RefreshToken RefreshTokenSpec `json:"refreshToken,omitzero"`
 
 	// Binding requires or allows proof-of-possession of the token.
-	// +kubebuilder:default={}
+	// +kubebuilder:default={mode: None}
 	// +optional
-	Binding BindingSpec `json:"binding,omitempty"`
+	Binding BindingSpec `json:"binding,omitzero"`
 
 	// Routes map requests to required scopes; the first match wins. A request that matches
 	// no route needs a valid token and no particular scope.
@@ -115,7 +115,7 @@ type AccessTokenSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +optional
-	TTL metav1.Duration `json:"ttl,omitempty"`
+	TTL metav1.Duration `json:"ttl,omitzero"`
 
 	// Type is the required JOSE `typ` header: "at+jwt" (RFC 9068) or "JWT".
 	// +kubebuilder:default="at+jwt"
@@ -134,7 +134,7 @@ type RefreshTokenSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +optional
-	TTL metav1.Duration `json:"ttl,omitempty"`
+	TTL metav1.Duration `json:"ttl,omitzero"`
 
 	// IdleTimeout ends a session unused for this long.
 	// +kubebuilder:default="24h"
@@ -142,7 +142,7 @@ type RefreshTokenSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +optional
-	IdleTimeout metav1.Duration `json:"idleTimeout,omitempty"`
+	IdleTimeout metav1.Duration `json:"idleTimeout,omitzero"`
 
 	// ReuseInterval is the replay window in which presenting a just-spent refresh token
 	// returns the same new pair instead of revoking the family (benign client races).
@@ -151,7 +151,7 @@ type RefreshTokenSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +optional
-	ReuseInterval metav1.Duration `json:"reuseInterval,omitempty"`
+	ReuseInterval metav1.Duration `json:"reuseInterval,omitzero"`
 }
 
 // BindingMode is the proof-of-possession mechanism.
@@ -166,7 +166,7 @@ const (
 )
 
 // BindingSpec configures sender-constrained tokens.
-// +kubebuilder:validation:XValidation:rule="self.mode != 'None' || !self.required",message="binding.required needs binding.mode DPoP or MTLS"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'None' || !has(self.required) || !self.required",message="binding.required needs binding.mode DPoP or MTLS"
 type BindingSpec struct {
 	// Mode: None, DPoP (RFC 9449) or MTLS (RFC 8705).
 	// +kubebuilder:default=None
@@ -180,7 +180,7 @@ type BindingSpec struct {
 }
 
 // RouteRule maps a path and methods to required scopes.
-// +kubebuilder:validation:XValidation:rule="!self.anonymous || size(self.scopes) == 0",message="an anonymous route cannot require scopes"
+// +kubebuilder:validation:XValidation:rule="!has(self.anonymous) || !self.anonymous || !has(self.scopes) || size(self.scopes) == 0",message="an anonymous route cannot require scopes"
 type RouteRule struct {
 	// Path is matched exactly, or as a prefix when it ends with "/*".
 	// +kubebuilder:validation:MinLength=1
