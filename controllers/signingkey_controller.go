@@ -259,6 +259,7 @@ func (r *SigningKeyReconciler) publish(ctx context.Context, sk *v1alpha1.Signing
 		}
 		k.PublishedAt = published
 	}
+	rotation.SortKeys(plan.Keys)
 	snap.state.Keys = plan.Keys
 	snap.state.RotationRequest = sk.Spec.RotationRequest
 	snap.state.EmergencyRotationRequest = sk.Spec.EmergencyRotationRequest
@@ -291,6 +292,9 @@ func keysOf(keys []rotation.Key, private map[string]jwk.Key) []jwk.Key {
 }
 
 func (r *SigningKeyReconciler) applyJWKS(ctx context.Context, sk *v1alpha1.SigningKey, keys []rotation.Key, private map[string]jwk.Key) error {
+	// Sorted by kid, so the document does not change when only the key order does.
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, func(a, b rotation.Key) int { return strings.Compare(a.KID, b.KID) })
 	doc, err := jwks.PublicSetJSON(keysOf(keys, private))
 	if err != nil {
 		return withReason(ReasonPublishFailed, fmt.Errorf("rendering JWKS: %w", err))

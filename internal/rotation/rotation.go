@@ -212,7 +212,7 @@ func Plan(in Input) Result {
 			p.keys = append(p.keys, k)
 		}
 	}
-	sortKeys(p.keys)
+	SortKeys(p.keys)
 	hadKeys := len(p.keys) > 0
 
 	if in.EmergencyRequested {
@@ -231,7 +231,7 @@ func Plan(in Input) Result {
 		p.removeExpired()
 	}
 
-	sortKeys(p.keys)
+	SortKeys(p.keys)
 	r := Result{Keys: p.keys, Actions: p.actions}
 	r.NextDue, r.Overdue = p.due()
 	return r
@@ -263,7 +263,8 @@ func elapsed(now, since time.Time, d time.Duration) bool {
 	return !now.Before(since.Add(d))
 }
 
-func sortKeys(keys []Key) {
+// SortKeys puts keys in the deterministic order of Result.Keys: by PublishedAt, then KID.
+func SortKeys(keys []Key) {
 	slices.SortStableFunc(keys, func(a, b Key) int {
 		if c := a.PublishedAt.Compare(b.PublishedAt); c != 0 {
 			return c
