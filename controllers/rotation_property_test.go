@@ -200,8 +200,8 @@ func crashingClient(budget int64) (client.Client, *atomic.Int64) {
 // crashScenario prepares a SigningKey just before a rotation step and triggers it.
 type crashScenario struct {
 	name    string
-	prepare func(f *fixture)              // normal passes up to the step
-	trigger func(f *fixture)              // what makes the step due
+	prepare func(f *fixture)                        // normal passes up to the step
+	trigger func(f *fixture)                        // what makes the step due
 	check   func(t *testing.T, before, after world) // the step's effect, after restart
 }
 
@@ -223,7 +223,12 @@ func TestCrashAfterEveryWrite(t *testing.T) {
 			func(t *testing.T, before, after world) {
 				assertStates(t, after, map[string]string{keyIn(before, "Active"): "Retired", keyIn(before, "Pending"): "Active"})
 			}},
-		{"removal", func(f *fixture) { f.clock.Step(period - prePublish); f.reconcile("ck"); f.clock.Step(prePublish); f.reconcile("ck") },
+		{"removal", func(f *fixture) {
+			f.clock.Step(period - prePublish)
+			f.reconcile("ck")
+			f.clock.Step(prePublish)
+			f.reconcile("ck")
+		},
 			func(f *fixture) { f.clock.Step(retain) }, func(t *testing.T, before, after world) {
 				assertStates(t, after, map[string]string{keyIn(before, "Active"): "Active"})
 				assertJWKS(t, after, keyIn(before, "Active"))
