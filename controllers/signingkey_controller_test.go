@@ -18,6 +18,8 @@ package controllers
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -25,6 +27,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyward-dev/keyward/api/v1alpha1"
@@ -309,4 +313,28 @@ func validPolicySpec(mut func(*v1alpha1.TokenPolicySpec)) v1alpha1.TokenPolicySp
 	s := v1alpha1.TokenPolicySpec{Issuer: "https://issuer.example", Audiences: []string{"api"}, SigningKeys: []string{"k"}}
 	mut(&s)
 	return s
+}
+
+// TestSamplesValid applies config/samples to the API server, so the documented YAML stays
+// accepted by the CRDs.
+func TestSamplesValid(t *testing.T) {
+	ns := newNamespace(t, "samples")
+	files, err := filepath.Glob("../config/samples/auth_*.yaml")
+	if err != nil || len(files) != 3 {
+		t.Fatalf("samples: %v %v", files, err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(data, &u.Object); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		u.SetNamespace(ns)
+		if err := k8sClient.Create(t.Context(), u); err != nil {
+			t.Fatalf("%s rejected: %v", f, err)
+		}
+	}
 }
