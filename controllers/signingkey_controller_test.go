@@ -267,6 +267,8 @@ func TestCELValidation(t *testing.T) {
 		})}, "a Cookie token source needs a name"},
 		{"access TTL too long", &v1alpha1.TokenPolicy{Spec: validPolicySpec(func(s *v1alpha1.TokenPolicySpec) { s.AccessToken.TTL = dur("48h") })},
 			"accessToken.ttl must be between 30s and 24h"},
+		{"name too long", &v1alpha1.SigningKey{ObjectMeta: metav1.ObjectMeta{Name: strings.Repeat("k", 249)}},
+			"a SigningKey name must be at most 248 characters"},
 		{"no audience", &v1alpha1.TokenPolicy{Spec: validPolicySpec(func(s *v1alpha1.TokenPolicySpec) { s.Audiences = nil })},
 			"spec.audiences"},
 	}
@@ -276,7 +278,9 @@ func TestCELValidation(t *testing.T) {
 				SetName(string)
 				SetNamespace(string)
 			})
-			obj.SetName(fmt.Sprintf("bad-%d", i))
+			if tc.obj.GetName() == "" {
+				obj.SetName(fmt.Sprintf("bad-%d", i))
+			}
 			obj.SetNamespace(ns)
 			err := k8sClient.Create(ctx, tc.obj.(client.Object))
 			if err == nil || !apierrors.IsInvalid(err) {

@@ -179,6 +179,7 @@ type SigningKeyStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=sk;sks,categories=keyward
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 248",message="a SigningKey name must be at most 248 characters, so that <name>-keys and <name>-jwks are valid names"
 // +kubebuilder:printcolumn:name="Algorithm",type=string,JSONPath=`.spec.algorithm`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Active KID",type=string,JSONPath=`.status.activeKeyID`

@@ -292,6 +292,7 @@ type TokenPolicyStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=tp;tps,categories=keyward
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 246",message="a TokenPolicy name must be at most 246 characters, so that <name>-bundle is a valid name"
 // +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.spec.issuer`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Bundle Gen",type=integer,JSONPath=`.status.bundleGeneration`
