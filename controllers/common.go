@@ -20,13 +20,17 @@ limitations under the License.
 package controllers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyward-dev/keyward/api/v1alpha1"
 )
@@ -95,6 +99,18 @@ func setCondition(conds *[]metav1.Condition, generation int64, now time.Time, ty
 		Reason:             reason,
 		Message:            message,
 	})
+}
+
+// writeStatus patches obj's status from orig when it changed: one write per pass. A
+// vanished object is not an error; a failed patch is joined to the pass's error.
+func writeStatus(ctx context.Context, c client.Client, orig, obj client.Object, origStatus, status any, err error) error {
+	if equality.Semantic.DeepEqual(origStatus, status) {
+		return err
+	}
+	if perr := c.Status().Patch(ctx, obj, client.MergeFrom(orig)); perr != nil && !apierrors.IsNotFound(perr) {
+		return errors.Join(err, fmt.Errorf("patching status: %w", perr))
+	}
+	return err
 }
 
 // ownerRef is the controller owner reference of a generated object.

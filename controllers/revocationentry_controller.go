@@ -18,14 +18,12 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -90,6 +88,9 @@ func (r *RevocationEntryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		st.Policies = append(st.Policies, p.Name)
 	}
 	slices.Sort(st.Policies)
+	if orig.Status.ExpiresAt == nil {
+		r.Recorder.Eventf(re, nil, corev1.EventTypeNormal, "Revoked", "Revoke", "Revoked %s until %s", st.Target, expires.UTC().Format(time.RFC3339))
+	}
 	setCondition(&st.Conditions, re.Generation, now, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonScheduled,
 		fmt.Sprintf("Revoked in the bundles of %d TokenPolicy(ies) until %s", len(policies), expires.UTC().Format(time.RFC3339)))
 	return ctrl.Result{RequeueAfter: requeueAfter(now, expires)}, nil
@@ -146,16 +147,7 @@ func (r *RevocationEntryReconciler) patchStatus(ctx context.Context, orig, re *v
 		reconcileErrors.WithLabelValues("revocationentry", reasonOf(err)).Inc()
 		setCondition(&re.Status.Conditions, re.Generation, now, v1alpha1.ConditionReady, metav1.ConditionFalse, reasonOf(err), err.Error())
 	}
-	if equality.Semantic.DeepEqual(orig.Status, re.Status) {
-		return err
-	}
-	if perr := r.Status().Patch(ctx, re, client.MergeFrom(orig)); perr != nil && !apierrors.IsNotFound(perr) {
-		return errors.Join(err, fmt.Errorf("patching status: %w", perr))
-	}
-	if orig.Status.ExpiresAt == nil {
-		r.Recorder.Eventf(re, nil, corev1.EventTypeNormal, "Revoked", "Revoke", "Revoked %s until %s", target(re), re.Status.ExpiresAt.UTC().Format(time.RFC3339))
-	}
-	return err
+	return writeStatus(ctx, r.Client, orig, re, orig.Status, re.Status, err)
 }
 
 // target is a one-line summary of what the entry revokes.

@@ -20,7 +20,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -29,7 +28,6 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -466,13 +464,7 @@ func (r *SigningKeyReconciler) patchStatus(ctx context.Context, orig, sk *v1alph
 		setCondition(&sk.Status.Conditions, sk.Generation, now, v1alpha1.ConditionReady, metav1.ConditionFalse, reasonOf(err), err.Error())
 		sk.Status.ObservedGeneration = sk.Generation
 	}
-	if equality.Semantic.DeepEqual(orig.Status, sk.Status) {
-		return err
-	}
-	if perr := r.Status().Patch(ctx, sk, client.MergeFrom(orig)); perr != nil && !apierrors.IsNotFound(perr) {
-		return errors.Join(err, fmt.Errorf("patching status: %w", perr))
-	}
-	return err
+	return writeStatus(ctx, r.Client, orig, sk, orig.Status, sk.Status, err)
 }
 
 func forgetSigningKeyMetrics(nn types.NamespacedName) {

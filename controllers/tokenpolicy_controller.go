@@ -19,7 +19,6 @@ package controllers
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -28,7 +27,6 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -343,13 +341,7 @@ func (r *TokenPolicyReconciler) patchStatus(ctx context.Context, orig, tp *v1alp
 		reconcileErrors.WithLabelValues("tokenpolicy", reasonOf(err)).Inc()
 		setCondition(&tp.Status.Conditions, tp.Generation, now, v1alpha1.ConditionReady, metav1.ConditionFalse, reasonOf(err), err.Error())
 	}
-	if equality.Semantic.DeepEqual(orig.Status, tp.Status) {
-		return err
-	}
-	if perr := r.Status().Patch(ctx, tp, client.MergeFrom(orig)); perr != nil && !apierrors.IsNotFound(perr) {
-		return errors.Join(err, fmt.Errorf("patching status: %w", perr))
-	}
-	return err
+	return writeStatus(ctx, r.Client, orig, tp, orig.Status, tp.Status, err)
 }
 
 func forgetPolicyMetrics(nn types.NamespacedName) {

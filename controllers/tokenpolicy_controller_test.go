@@ -156,7 +156,10 @@ func TestRevocationReachesBundlesAndExpires(t *testing.T) {
 	if err := k8sClient.Create(ctx, sk); err != nil {
 		t.Fatal(err)
 	}
-	short := func(s *v1alpha1.TokenPolicySpec) { s.SigningKeys = []string{"keys"}; s.AccessToken.TTL = metav1.Duration{Duration: 5 * time.Minute} }
+	short := func(s *v1alpha1.TokenPolicySpec) {
+		s.SigningKeys = []string{"keys"}
+		s.AccessToken.TTL = metav1.Duration{Duration: 5 * time.Minute}
+	}
 	createPolicy(t, ns, "a", short)
 	createPolicy(t, ns, "b", func(s *v1alpha1.TokenPolicySpec) { s.SigningKeys = []string{"keys"} })
 
