@@ -52,6 +52,7 @@ const (
 	ReasonSigningKeyMissing = "SigningKeyMissing"
 	ReasonBundleTooLarge    = "BundleTooLarge"
 	ReasonBundleWriteFailed = "BundleWriteFailed"
+	ReasonBundleInvalid     = "BundleInvalid"
 	ReasonRetainTooShort    = "RetainShorterThanTTL"
 	ReasonRetainOK          = "RetainCoversTTL"
 	ReasonAllKeysReady      = "AllSigningKeysPublished"
@@ -101,6 +102,7 @@ func (r *TokenPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if len(snap.keys) == 0 {
 		return ctrl.Result{}, errorf(ReasonNoKeys, "none of the trusted SigningKeys %v has published a key yet", tp.Spec.SigningKeys)
 	}
+	snap.revocations.Normalize() // the count in status is of distinct values
 	raw, hash, err := bundle.EncodeContent(renderContent(tp, snap))
 	if err != nil {
 		return ctrl.Result{}, err
@@ -221,7 +223,7 @@ func renderContent(tp *v1alpha1.TokenPolicy, snap *policySnapshot) bundle.Conten
 		Name:                  tp.Name,
 		Issuer:                s.Issuer,
 		Audiences:             slices.Clone(s.Audiences),
-		LeewaySeconds:         int64(durationOr(s.Leeway, 30*time.Second) / time.Second),
+		LeewaySeconds:         int64(s.Leeway.Duration / time.Second), // defaulted to 30s at admission; 0s is a valid choice
 		AccessTokenType:       cmp.Or(s.AccessToken.Type, "at+jwt"),
 		AccessTokenTTLSeconds: int64(accessTTL(s) / time.Second),
 		SigningKeyID:          snap.signingKeyID,
@@ -261,8 +263,7 @@ func (r *TokenPolicyReconciler) applyBundle(ctx context.Context, tp *v1alpha1.To
 	key := types.NamespacedName{Namespace: tp.Namespace, Name: name}
 	generation := tp.Status.BundleGeneration
 	current := &corev1.ConfigMap{}
-	err := r.Get(ctx, key, current)
-	if err == nil && current.Annotations[AnnotationBundleHash] == hash && metav1.IsControlledBy(current, tp) {
+	if err := r.Get(ctx, key, current); err == nil && r.unchanged(current, tp, raw, hash) {
 		return r.recordBundle(tp, current, hash, int64(len(current.Data[bundle.DataKey])))
 	}
 	// The content changed: number the new generation from a live read, never from the cache.
@@ -279,6 +280,12 @@ func (r *TokenPolicyReconciler) applyBundle(ctx context.Context, tp *v1alpha1.To
 		return err
 	}
 	bundleBytes.WithLabelValues(tp.Namespace, tp.Name).Set(float64(len(doc)))
+	if len(doc) <= bundle.MaxBytes {
+		// Never publish what a reader would refuse (e.g. a spec that bypassed admission).
+		if _, derr := bundle.Decode(doc); derr != nil {
+			return errorf(ReasonBundleInvalid, "the rendered bundle is invalid, generation %d stays in force: %v", tp.Status.BundleGeneration, derr)
+		}
+	}
 	if len(doc) > bundle.MaxBytes {
 		r.Recorder.Eventf(tp, nil, corev1.EventTypeWarning, ReasonBundleTooLarge, "Render",
 			"Bundle of %d bytes exceeds %d; generation %d stays in force", len(doc), bundle.MaxBytes, tp.Status.BundleGeneration)
@@ -297,6 +304,21 @@ func (r *TokenPolicyReconciler) applyBundle(ctx context.Context, tp *v1alpha1.To
 	tp.Status.BundleConfigMapName, tp.Status.BundleGeneration, tp.Status.BundleHash, tp.Status.BundleBytes = name, generation, hash, int64(len(doc))
 	bundleGeneration.WithLabelValues(tp.Namespace, tp.Name).Set(float64(generation))
 	return nil
+}
+
+// unchanged reports whether the ConfigMap already holds exactly the document this content
+// renders to at its current generation; a hand-edited document is rewritten (as a new
+// generation), not left in place.
+func (r *TokenPolicyReconciler) unchanged(cm *corev1.ConfigMap, tp *v1alpha1.TokenPolicy, raw []byte, hash string) bool {
+	if cm.Annotations[AnnotationBundleHash] != hash || !metav1.IsControlledBy(cm, tp) {
+		return false
+	}
+	g, err := strconv.ParseInt(cm.Annotations[AnnotationBundleGeneration], 10, 64)
+	if err != nil || g < 1 {
+		return false
+	}
+	doc, err := bundle.Encode(g, raw, hash)
+	return err == nil && cm.Data[bundle.DataKey] == string(doc)
 }
 
 // recordBundle mirrors an unchanged bundle ConfigMap into the status.

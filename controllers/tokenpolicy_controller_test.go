@@ -362,6 +362,21 @@ func TestTokenPolicyConditions(t *testing.T) {
 	if b, _, err := readBundle(f.ns, "p"); err != nil || b.Generation != 1 {
 		t.Fatalf("generation moved without a change: %v %v", b, err)
 	}
+	// A hand edit is replaced by the rendered document, as a new generation.
+	cm := getConfigMap(t, f.ns, bundleConfigMapName("p"))
+	cm.Data[bundle.DataKey] = strings.Replace(cm.Data[bundle.DataKey], "https://issuer.example", "https://evil.example", 1)
+	if err := k8sClient.Update(f.ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := readBundle(f.ns, "p"); err == nil {
+		t.Fatal("the edited bundle still decodes: its hash should not match")
+	}
+	if _, err := r.Reconcile(f.ctx, reqFor(f.ns, "p")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _, err := readBundle(f.ns, "p"); err != nil || b.Generation != 2 || b.Content.Policy.Issuer != "https://issuer.example" {
+		t.Fatalf("hand edit not repaired: %+v %v", b, err)
+	}
 }
 
 // TestBundleTooLarge fills a policy's scope with long jti revocations until the bundle
