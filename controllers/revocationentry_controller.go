@@ -23,7 +23,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -89,7 +88,8 @@ func (r *RevocationEntryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	slices.Sort(st.Policies)
 	if orig.Status.ExpiresAt == nil {
-		r.Recorder.Eventf(re, nil, corev1.EventTypeNormal, "Revoked", "Revoke", "Revoked %s until %s", st.Target, expires.UTC().Format(time.RFC3339))
+		// A log line, not an Event: revocations come in thousands, and each Event is an API write.
+		logf.FromContext(ctx).Info("Recorded revocation", "revocationEntry", klog.KObj(re), "target", st.Target, "expiresAt", expires)
 	}
 	setCondition(&st.Conditions, re.Generation, now, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonScheduled,
 		fmt.Sprintf("Revoked in the bundles of %d TokenPolicy(ies) until %s", len(policies), expires.UTC().Format(time.RFC3339)))

@@ -266,9 +266,12 @@ func (r *TokenPolicyReconciler) applyBundle(ctx context.Context, tp *v1alpha1.To
 	if err := r.Get(ctx, key, current); err == nil && r.unchanged(current, tp, raw, hash) {
 		return r.recordBundle(tp, current, hash, int64(len(current.Data[bundle.DataKey])))
 	}
-	// The content changed: number the new generation from a live read, never from the cache.
-	if err := r.APIReader.Get(ctx, key, current); err == nil {
-		if g, perr := strconv.ParseInt(current.Annotations[AnnotationBundleGeneration], 10, 64); perr == nil {
+	// The content changed: number the new generation from a live read, never from the
+	// cache; metadata only, the annotation is all it needs.
+	live := &metav1.PartialObjectMetadata{}
+	live.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+	if err := r.APIReader.Get(ctx, key, live); err == nil {
+		if g, perr := strconv.ParseInt(live.Annotations[AnnotationBundleGeneration], 10, 64); perr == nil {
 			generation = max(generation, g)
 		}
 	} else if !apierrors.IsNotFound(err) {
