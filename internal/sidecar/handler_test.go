@@ -243,3 +243,26 @@ func TestNotReadyRejectsEverything(t *testing.T) {
 		t.Errorf("ready gauge = %v", got)
 	}
 }
+
+// TestCacheHitsCounted: the second request with the same token is served from the
+// verified-token cache and counted; a new bundle starts with an empty cache.
+func TestCacheHitsCounted(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.load(1, testPolicy(), bundle.Revocations{})
+	tok := e.key.token(t, claims())
+	for range 3 {
+		if rec := e.do("GET", "http://api.example.com/items/1", bearer(tok)); rec.Code != 200 {
+			t.Fatalf("status %d", rec.Code)
+		}
+	}
+	if got := testutil.ToFloat64(e.metrics.CacheHits); got != 2 {
+		t.Fatalf("cache hits = %v, want 2", got)
+	}
+	e.load(2, testPolicy(), bundle.Revocations{JTI: []bundle.Revoked{{Value: "another-token", Expires: 4102444800}}})
+	if rec := e.do("GET", "http://api.example.com/items/1", bearer(tok)); rec.Code != 200 {
+		t.Fatalf("status %d", rec.Code)
+	}
+	if got := testutil.ToFloat64(e.metrics.CacheHits); got != 2 {
+		t.Fatalf("cache hits after a bundle change = %v, want still 2 (the cache is dropped)", got)
+	}
+}

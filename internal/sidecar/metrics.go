@@ -17,6 +17,7 @@ type Metrics struct {
 	BundleRefusals   *prometheus.CounterVec // source, reason
 	BundleLastReload prometheus.Gauge
 	Ready            prometheus.Gauge
+	CacheHits        prometheus.Counter
 }
 
 // Request outcomes (label "outcome" of keyward_verifier_requests_total).
@@ -39,6 +40,10 @@ func NewMetrics() *Metrics {
 			Name:    "keyward_verifier_verify_duration_seconds",
 			Help:    "Time spent authenticating a request: token extraction, verification, binding and scope checks.",
 			Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2},
+		}),
+		CacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyward_verifier_cache_hits_total",
+			Help: "Tokens served from the verified-token cache (signature not re-checked; expiry and revocation are).",
 		}),
 		BundleGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "keyward_verifier_bundle_generation",
@@ -65,7 +70,7 @@ func NewMetrics() *Metrics {
 			Help: "1 when a valid bundle is in force and the verifier serves requests.",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.VerifyDuration, m.BundleGeneration, m.BundleInfo, m.BundleReloads,
+	reg.MustRegister(m.Requests, m.VerifyDuration, m.CacheHits, m.BundleGeneration, m.BundleInfo, m.BundleReloads,
 		m.BundleRefusals, m.BundleLastReload, m.Ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -35,6 +35,11 @@ type State struct {
 // Compile builds the State of a decoded bundle. cacheSize is the verified-token cache
 // size (0 disables the cache).
 func Compile(b *bundle.Bundle, cacheSize int, clk clock.PassiveClock) (*State, error) {
+	return compile(b, cacheSize, clk, nil)
+}
+
+// compile is Compile with a cache-hit callback (the Store's metric).
+func compile(b *bundle.Bundle, cacheSize int, clk clock.PassiveClock, onCacheHit func()) (*State, error) {
 	pol, err := policy.Compile(b.Content.Policy)
 	if err != nil {
 		return nil, &RefusalError{Reason: "policy", Err: err}
@@ -55,6 +60,7 @@ func Compile(b *bundle.Bundle, cacheSize int, clk clock.PassiveClock) (*State, e
 		Leeway:     time.Duration(p.LeewaySeconds) * time.Second,
 		Type:       p.AccessTokenType,
 		CacheSize:  cacheSize,
+		OnCacheHit: onCacheHit,
 	}
 	return &State{
 		Generation: b.Generation,
@@ -174,7 +180,11 @@ func (s *Store) offer(data []byte) (*State, error) {
 				"generation %d is lower than the generation %d in force", b.Generation, cur.Generation)}
 		}
 	}
-	return Compile(b, s.cacheSize, s.clk)
+	var onHit func()
+	if s.metrics != nil {
+		onHit = s.metrics.CacheHits.Inc
+	}
+	return compile(b, s.cacheSize, s.clk, onHit)
 }
 
 func (s *Store) generation() int64 {

@@ -59,6 +59,8 @@ type Options struct {
 	Type          string
 	MaxTokenBytes int // default 8192; longer tokens are refused before any parsing
 	CacheSize     int // verified-token cache entries; 0 disables
+	// OnCacheHit, when set, is called for every token served from the cache (a metric).
+	OnCacheHit func()
 }
 
 // DefaultMaxTokenBytes is used when Options.MaxTokenBytes is 0.

@@ -42,6 +42,9 @@ func (v *Verifier) verify(token string) (*Claims, error) {
 				v.cache.remove(sum)
 				return nil, err
 			}
+			if v.opts.OnCacheHit != nil {
+				v.opts.OnCacheHit()
+			}
 			return e.claims, nil
 		}
 	}
