@@ -59,8 +59,8 @@ func main() {
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles.")
 	flag.StringVar(&leaderNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's).")
-	flag.Float64Var(&qps, "kube-api-qps", 100, "Queries per second to the API server.")
-	flag.IntVar(&burst, "kube-api-burst", 200, "Burst of queries to the API server.")
+	flag.Float64Var(&qps, "kube-api-qps", 500, "Queries per second to the API server.")
+	flag.IntVar(&burst, "kube-api-burst", 1000, "Burst of queries to the API server.")
 	flag.IntVar(&workers, "workers", 4, "Concurrent reconciles per controller.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)

@@ -95,7 +95,7 @@ func setCondition(conds *[]metav1.Condition, generation int64, now time.Time, ty
 		Type:               typ,
 		Status:             status,
 		ObservedGeneration: generation,
-		LastTransitionTime: metav1.NewTime(now),
+		LastTransitionTime: metav1.NewTime(now).Rfc3339Copy(),
 		Reason:             reason,
 		Message:            message,
 	})

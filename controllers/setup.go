@@ -19,13 +19,16 @@ package controllers
 import (
 	"context"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -95,10 +98,39 @@ func (r *TokenPolicyReconciler) SetupWithManager(mgr ctrl.Manager, opts controll
 		Owns(&corev1.ConfigMap{}).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.policiesForJWKS)).
 		Watches(&v1alpha1.SigningKey{}, handler.EnqueueRequestsFromMapFunc(r.policiesForSigningKey)).
-		Watches(&v1alpha1.RevocationEntry{}, handler.EnqueueRequestsFromMapFunc(r.policiesForRevocation),
+		Watches(&v1alpha1.RevocationEntry{}, enqueueAfter(revocationCoalesce, r.policiesForRevocation),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(opts).
 		Complete(r)
+}
+
+// revocationCoalesce is how long a revocation event waits before its policies' bundles are
+// re-rendered. The work queue keeps the earliest pending time for a request, so a burst of
+// entries renders each bundle once per interval instead of once per entry. It is part of
+// the propagation time Keyward states (docs/bundle-format.md).
+const revocationCoalesce = 250 * time.Millisecond
+
+// enqueueAfter is EnqueueRequestsFromMapFunc with a delay.
+func enqueueAfter(delay time.Duration, fn handler.MapFunc) handler.EventHandler {
+	add := func(ctx context.Context, o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		for _, req := range fn(ctx, o) {
+			q.AddAfter(req, delay)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.Object, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.ObjectNew, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.Object, q)
+		},
+		GenericFunc: func(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.Object, q)
+		},
+	}
 }
 
 func (r *TokenPolicyReconciler) policiesForJWKS(ctx context.Context, o client.Object) []reconcile.Request {

@@ -399,7 +399,7 @@ func (r *SigningKeyReconciler) setStatus(sk *v1alpha1.SigningKey, state KeyState
 			KeyID:       k.KID,
 			Algorithm:   v1alpha1.Algorithm(strings.SplitN(k.Profile, "/", 2)[0]),
 			State:       v1alpha1.KeyState(k.State),
-			PublishedAt: metav1.NewTime(k.PublishedAt),
+			PublishedAt: *ptrTime(k.PublishedAt),
 		}
 		if !k.ActivatedAt.IsZero() {
 			ks.ActivatedAt = ptrTime(k.ActivatedAt)
@@ -451,8 +451,10 @@ func nextRotationTime(p rotation.Policy, active rotation.Key, keys []rotation.Ke
 	return due
 }
 
+// ptrTime is t as the API server stores it (whole seconds), so a status built from
+// in-memory times compares equal to the one read back and is not patched again.
 func ptrTime(t time.Time) *metav1.Time {
-	mt := metav1.NewTime(t)
+	mt := metav1.NewTime(t).Rfc3339Copy()
 	return &mt
 }
 

@@ -128,6 +128,38 @@ type policySnapshot struct {
 
 func (r *TokenPolicyReconciler) snapshot(ctx context.Context, tp *v1alpha1.TokenPolicy, now time.Time) (*policySnapshot, error) {
 	snap := &policySnapshot{}
+	// Keys first: without any there is no bundle to render, and no reason to read the
+	// (possibly many) revocations.
+	var keys []jwk.Key
+	seen := map[string]bool{}
+	for i, name := range tp.Spec.SigningKeys {
+		sk := &v1alpha1.SigningKey{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: tp.Namespace, Name: name}, sk); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("reading SigningKey %s: %w", name, err)
+			}
+			snap.missing = append(snap.missing, name)
+			continue
+		}
+		snap.signingKeys = append(snap.signingKeys, sk)
+		if i == 0 {
+			snap.signingKeyID = sk.Status.ActiveKeyID
+		}
+		published, err := r.publishedKeys(ctx, sk)
+		if err != nil || len(published) == 0 {
+			snap.missing = append(snap.missing, name)
+			continue
+		}
+		for _, k := range published {
+			if kid, _ := k.KeyID(); !seen[kid] {
+				seen[kid] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return snap, nil
+	}
 	revokedKIDs := map[string]bool{}
 	var entries v1alpha1.RevocationEntryList
 	if err := r.List(ctx, &entries, client.InNamespace(tp.Namespace), client.UnsafeDisableDeepCopy); err != nil {
@@ -147,31 +179,9 @@ func (r *TokenPolicyReconciler) snapshot(ctx context.Context, tp *v1alpha1.Token
 			revokedKIDs[re.Spec.KeyID] = true
 		}
 	}
-	seen := map[string]bool{}
-	for i, name := range tp.Spec.SigningKeys {
-		sk := &v1alpha1.SigningKey{}
-		if err := r.Get(ctx, types.NamespacedName{Namespace: tp.Namespace, Name: name}, sk); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return nil, fmt.Errorf("reading SigningKey %s: %w", name, err)
-			}
-			snap.missing = append(snap.missing, name)
-			continue
-		}
-		snap.signingKeys = append(snap.signingKeys, sk)
-		if i == 0 {
-			snap.signingKeyID = sk.Status.ActiveKeyID
-		}
-		keys, err := r.publishedKeys(ctx, sk)
-		if err != nil || len(keys) == 0 {
-			snap.missing = append(snap.missing, name)
-			continue
-		}
-		for _, k := range keys {
-			kid, _ := k.KeyID()
-			if !seen[kid] && !revokedKIDs[kid] {
-				seen[kid] = true
-				snap.keys = append(snap.keys, k)
-			}
+	for _, k := range keys {
+		if kid, _ := k.KeyID(); !revokedKIDs[kid] {
+			snap.keys = append(snap.keys, k)
 		}
 	}
 	return snap, nil
