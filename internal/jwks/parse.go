@@ -408,7 +408,7 @@ func parseRSA(m keyObject, private bool) (any, error) {
 	if e.BitLen() > 31 || e.Int64() < 3 || e.Bit(0) == 0 {
 		return nil, fmt.Errorf("RSA public exponent must be odd and in [3, 2^31-1]")
 	}
-	if isROCAVulnerable(n) {
+	if IsROCAVulnerable(n) {
 		return nil, fmt.Errorf("RSA modulus has the ROCA fingerprint (CVE-2017-15361); the key is factorable")
 	}
 	pub := rsa.PublicKey{N: n, E: int(e.Int64())}

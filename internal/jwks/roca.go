@@ -28,9 +28,9 @@ var rocaSubgroups = func() [][]bool {
 	return out
 }()
 
-// isROCAVulnerable reports whether n has the structure of a modulus produced
+// IsROCAVulnerable reports whether n has the structure of a modulus produced
 // by the ROCA-vulnerable key generator (such keys can be factored).
-func isROCAVulnerable(n *big.Int) bool {
+func IsROCAVulnerable(n *big.Int) bool {
 	var m, p big.Int
 	for i, prime := range rocaPrimes {
 		p.SetInt64(prime)

@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"fmt"
-	"math/big"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -100,7 +99,7 @@ func newKey(kid, alg string, pub crypto.PublicKey) (*key, error) {
 		if r.N.Bit(0) == 0 {
 			return nil, fmt.Errorf("%s key has an even modulus", alg)
 		}
-		if isROCAVulnerable(r.N) {
+		if jwks.IsROCAVulnerable(r.N) { // checked here too: a KeySet may get keys that did not come through jwks.ParseSet
 			return nil, fmt.Errorf("%s key has a ROCA-vulnerable modulus (CVE-2017-15361)", alg)
 		}
 		k.rsa = r
@@ -189,38 +188,4 @@ func quoteShort(s string) string {
 		s = s[:16] + "..."
 	}
 	return fmt.Sprintf("%q", s)
-}
-
-// The ROCA fingerprint test, as in internal/jwks (roca.go), repeated here so a KeySet
-// never trusts a weak modulus even when its keys did not come through jwks.ParseSet.
-// Nemec et al., "The Return of Coppersmith's Attack", CCS 2017; CVE-2017-15361.
-var rocaPrimes = []int64{
-	3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73,
-	79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157,
-	163, 167,
-}
-
-var rocaSubgroups = func() [][]bool {
-	out := make([][]bool, len(rocaPrimes))
-	for i, p := range rocaPrimes {
-		in := make([]bool, p)
-		g := 65537 % p
-		for x := int64(1); !in[x]; x = x * g % p {
-			in[x] = true
-		}
-		out[i] = in
-	}
-	return out
-}()
-
-func isROCAVulnerable(n *big.Int) bool {
-	var m, p big.Int
-	for i, prime := range rocaPrimes {
-		p.SetInt64(prime)
-		m.Mod(n, &p)
-		if !rocaSubgroups[i][m.Int64()] {
-			return false
-		}
-	}
-	return true
 }
