@@ -53,7 +53,7 @@ func main() {
 		metricsAddr, probeAddr, leaderNamespace string
 		leaderElect                             bool
 		qps                                     float64
-		burst, workers                          int
+		burst, workers, revocationWorkers       int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (0 disables it).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
@@ -61,7 +61,8 @@ func main() {
 	flag.StringVar(&leaderNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's).")
 	flag.Float64Var(&qps, "kube-api-qps", 500, "Queries per second to the API server.")
 	flag.IntVar(&burst, "kube-api-burst", 1000, "Burst of queries to the API server.")
-	flag.IntVar(&workers, "workers", 4, "Concurrent reconciles per controller.")
+	flag.IntVar(&workers, "workers", 4, "Concurrent reconciles of the SigningKey and TokenPolicy controllers.")
+	flag.IntVar(&revocationWorkers, "revocation-workers", 16, "Concurrent reconciles of the RevocationEntry controller (light, and the most numerous).")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -113,10 +114,12 @@ func main() {
 		log.Error(err, "Failed to set up the controller", "controller", "TokenPolicy")
 		os.Exit(1)
 	}
+	ropts := copts
+	ropts.MaxConcurrentReconciles = revocationWorkers
 	if err := (&controllers.RevocationEntryReconciler{
 		Client: mgr.GetClient(), Clock: realClock,
 		Recorder: mgr.GetEventRecorder("keyward-revocation"),
-	}).SetupWithManager(mgr, copts); err != nil {
+	}).SetupWithManager(mgr, ropts); err != nil {
 		log.Error(err, "Failed to set up the controller", "controller", "RevocationEntry")
 		os.Exit(1)
 	}
