@@ -39,6 +39,7 @@ type serveFlags struct {
 	idleTimeout, shutdownGrace, resync           time.Duration
 	bundleDir, configMap, namespace, kubeconfig  string
 	cacheSize                                    int
+	upstreamH2C                                  bool
 	publicURL                                    string
 	dpopRequireNonce                             bool
 	tlsCert, tlsKey, clientCA                    string
@@ -55,6 +56,7 @@ func serveFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.listen, "listen", ":8443", "Address of the verifying proxy.")
 	fs.StringVar(&f.admin, "admin-listen", ":9090", "Address of /healthz, /readyz and /metrics.")
 	fs.StringVar(&f.upstream, "upstream", "", "URL of the application, e.g. http://127.0.0.1:8080 (required).")
+	fs.BoolVar(&f.upstreamH2C, "upstream-h2c", false, "Speak HTTP/2 without TLS to a plaintext upstream (e.g. gRPC); https upstreams negotiate HTTP/2 by ALPN.")
 	fs.DurationVar(&f.readTimeout, "read-timeout", 0, "Maximum time to read a whole request, body included (0: none).")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "Maximum time to read request headers.")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 0, "Maximum time to write a response (0: none; it also cuts streams and WebSockets).")
@@ -166,7 +168,8 @@ func serve(ctx context.Context, f *serveFlags, stdout io.Writer, log logr.Logger
 	metrics := sidecar.NewMetrics()
 	store := sidecar.NewStore(wallClock, f.cacheSize, metrics, log.WithName("bundle"))
 	handler := sidecar.NewHandler(store, sidecar.HandlerConfig{
-		Upstream: upstream,
+		Upstream:  upstream,
+		Transport: sidecar.UpstreamTransport(f.upstreamH2C),
 		Auth: &sidecar.Authenticator{
 			DPoP: binding.NewDPoPChecker(binding.DPoPOptions{
 				Algorithms:      sidecar.DefaultDPoPAlgorithms,

@@ -22,7 +22,7 @@ import (
 type HandlerConfig struct {
 	// Upstream is the application's URL (scheme and host, optional path prefix).
 	Upstream *url.URL
-	// Transport to the upstream; nil: a tuned clone of http.DefaultTransport.
+	// Transport to the upstream; nil: UpstreamTransport(false).
 	Transport http.RoundTripper
 	Auth      *Authenticator
 	Clock     clock.PassiveClock
@@ -61,13 +61,7 @@ func NewHandler(store *Store, cfg HandlerConfig) *Handler {
 	}
 	transport := cfg.Transport
 	if transport == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConns = 1024
-		t.MaxIdleConnsPerHost = 1024
-		// Bound upstream connections: past it, requests wait for a connection instead of
-		// opening sockets until the process runs out of file descriptors.
-		t.MaxConnsPerHost = 1024
-		transport = t
+		transport = UpstreamTransport(false)
 	}
 	upstream := cfg.Upstream
 	h.proxy = &httputil.ReverseProxy{
@@ -93,6 +87,24 @@ func NewHandler(store *Store, cfg HandlerConfig) *Handler {
 		},
 	}
 	return h
+}
+
+// UpstreamTransport is the transport to the application: a tuned clone of
+// http.DefaultTransport. h2c speaks HTTP/2 without TLS to a plaintext upstream (gRPC
+// apps); an https upstream negotiates HTTP/2 by ALPN either way.
+func UpstreamTransport(h2c bool) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 1024
+	// Bound upstream connections: past it, requests wait for a connection instead of
+	// opening sockets until the process runs out of file descriptors.
+	t.MaxConnsPerHost = 1024
+	if h2c {
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetUnencryptedHTTP2(true)
+		t.Protocols.SetHTTP2(true)
+	}
+	return t
 }
 
 // ServeHTTP implements http.Handler.

@@ -370,3 +370,37 @@ func TestServeGracefulShutdown(t *testing.T) {
 		t.Error("the proxy still accepts connections after shutdown")
 	}
 }
+
+// TestUpstreamH2C: with UpstreamTransport(true) the sidecar speaks HTTP/2 without TLS to
+// the application end to end (what a gRPC app needs); by default it speaks HTTP/1.1.
+func TestUpstreamH2C(t *testing.T) {
+	for _, h2c := range []bool{false, true} {
+		t.Run(fmt.Sprint("h2c=", h2c), func(t *testing.T) {
+			e := newEnv(t, envOpts{})
+			app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprint(w, r.Proto)
+			}))
+			app.Config.Protocols = new(http.Protocols)
+			app.Config.Protocols.SetHTTP1(true)
+			app.Config.Protocols.SetUnencryptedHTTP2(true)
+			app.Start()
+			t.Cleanup(app.Close)
+			h := NewHandler(e.store, HandlerConfig{Upstream: mustURL(t, app.URL), Transport: UpstreamTransport(h2c), Auth: e.auth,
+				Clock: e.clk, Metrics: e.metrics, Auditor: NewAuditor(e.audit, false), Log: logr.Discard()})
+			e.load(1, testPolicy(), bundle.Revocations{})
+			addr := serveProxy(t, h, ServerConfig{})
+			req, _ := http.NewRequest("GET", "http://"+addr+"/items/1", nil)
+			req.Header.Set("Authorization", "Bearer "+e.key.token(t, claims()))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			want := map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"}[h2c]
+			if resp.StatusCode != 200 || string(body) != want {
+				t.Fatalf("status %d, upstream saw %q, want %q", resp.StatusCode, body, want)
+			}
+		})
+	}
+}
