@@ -105,7 +105,7 @@ func TestSigningKeyLifecycle(t *testing.T) {
 	if sk.Status.ActiveKeyID != b || len(sk.Status.Keys) != 1 || sk.Status.NextRotationTime == nil {
 		t.Fatalf("final status: %+v", sk.Status)
 	}
-	if sk.Status.NextRotationTime.Time.Sub(sk.Status.Keys[0].ActivatedAt.Time) != time.Hour {
+	if sk.Status.NextRotationTime.Sub(sk.Status.Keys[0].ActivatedAt.Time) != time.Hour {
 		t.Fatalf("next rotation %s is not one period after activation %s", sk.Status.NextRotationTime, sk.Status.Keys[0].ActivatedAt)
 	}
 }

@@ -30,7 +30,7 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "auth.keyward.dev", Version: "v1alpha1"}
 
 	// SchemeBuilder registers the Keyward types with a scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion} //nolint:staticcheck // kubebuilder's API scaffolding; controller-runtime is already a dependency here
 
 	// AddToScheme adds the Keyward types to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme

@@ -105,7 +105,7 @@ func run() error {
 	step("Building and starting the Keyward manager")
 	bin := filepath.Join(dir, "manager")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		return fmt.Errorf("building the manager: %v\n%s", err, out)
+		return fmt.Errorf("building the manager: %w\n%s", err, out)
 	}
 	logPath := filepath.Join(dir, "manager.log")
 	logFile, _ := os.Create(logPath)
@@ -130,7 +130,9 @@ func run() error {
 
 	step("Manual rotation: the new key is published at once and signs 30 s later")
 	show("patch", "signingkey", "web-keys", "--type=merge", "-p", fmt.Sprintf(`{"spec":{"rotationRequest":%q}}`, time.Now().UTC().Format(time.RFC3339)))
-	if err := waitFor("the pending key", 30*time.Second, func() bool { return strings.Contains(jsonpath("signingkey", "web-keys", ".status.keys[*].state"), "Pending") }); err != nil {
+	if err := waitFor("the pending key", 30*time.Second, func() bool {
+		return strings.Contains(jsonpath("signingkey", "web-keys", ".status.keys[*].state"), "Pending")
+	}); err != nil {
 		return err
 	}
 	show("get", "signingkey", "web-keys", "-o", "jsonpath={range .status.keys[*]}{.kid}{\"\\t\"}{.state}{\"\\n\"}{end}")
@@ -165,7 +167,7 @@ func run() error {
 		Hash       string `json:"hash"`
 		Content    struct {
 			JWKS        struct{ Keys []struct{ Kid string } } `json:"jwks"`
-			Revocations json.RawMessage                      `json:"revocations"`
+			Revocations json.RawMessage                       `json:"revocations"`
 		} `json:"content"`
 	}
 	if err := json.Unmarshal([]byte(bundleJSON), &doc); err != nil {

@@ -437,7 +437,7 @@ func parseRSA(m keyObject, private bool) (any, error) {
 	// With Dp, Dq and Qinv set, Validate checks them and n = p*q, e*d = 1
 	// and the CRT values against each other (crypto/internal/fips140/rsa).
 	if err := priv.Validate(); err != nil {
-		return nil, fmt.Errorf("the RSA private key is inconsistent (%v)", err)
+		return nil, fmt.Errorf("the RSA private key is inconsistent: %w", err)
 	}
 	return priv, nil
 }

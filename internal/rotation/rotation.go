@@ -292,11 +292,11 @@ func (p *planner) count(s State) int {
 	return n
 }
 
-// create adds the key to mint. It reports false (and adds nothing) if one was
-// already created in this plan.
-func (p *planner) create(s State, manual bool, reason Reason) bool {
+// create adds the key to mint, unless one was already created in this plan (at most
+// one key is minted per pass).
+func (p *planner) create(s State, manual bool, reason Reason) {
 	if p.created {
-		return false
+		return
 	}
 	k := Key{Profile: p.pol.Profile, State: s, PublishedAt: p.now, Manual: manual}
 	if s == StateActive {
@@ -307,7 +307,6 @@ func (p *planner) create(s State, manual bool, reason Reason) bool {
 	p.keys = append(p.keys, k)
 	p.created = true
 	p.act(ActionCreate, "", reason)
-	return true
 }
 
 // drop deletes keys[i] from the set, reporting kind for it.

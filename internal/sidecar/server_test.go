@@ -291,10 +291,12 @@ func TestWebSocketUpgradePassThrough(t *testing.T) {
 	}
 
 	_, _, resp := dial("")
+	_ = resp.Body.Close()
 	if resp.StatusCode != 401 {
 		t.Fatalf("upgrade without a token: %d", resp.StatusCode)
 	}
 	conn, br, resp := dial(e.key.token(t, claims()))
+	_ = resp.Body.Close() // a 101 has no body; the connection carries the WebSocket
 	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("X-Seen-Subject") != "alice" {
 		t.Fatalf("upgrade: %d, subject %q", resp.StatusCode, resp.Header.Get("X-Seen-Subject"))
 	}

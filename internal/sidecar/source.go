@@ -78,7 +78,7 @@ func (s *DirSource) Run(ctx context.Context) error {
 	if err != nil {
 		s.Log.Error(err, "Could not start the file watcher; re-reading the bundle periodically only", "interval", interval)
 	} else {
-		defer w.Close()
+		defer func() { _ = w.Close() }()
 		events, errs = w.Events, w.Errors
 	}
 	watching := false

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -68,7 +69,7 @@ func TestCacheExpiryOnHit(t *testing.T) {
 	}
 	clk.Step(time.Second) // now == exp + leeway
 	_, err := v.Verify(tok)
-	if e, ok := err.(*Error); !ok || e.Reason != "expired" {
+	if e, ok := errors.AsType[*Error](err); !ok || e.Reason != "expired" {
 		t.Fatalf("cached token after exp: %v, want expired", err)
 	}
 	if n := v.sigChecks.Load(); n != 1 {
@@ -78,7 +79,7 @@ func TestCacheExpiryOnHit(t *testing.T) {
 		t.Fatalf("expired token still cached (%d entries)", n)
 	}
 	// And it stays rejected on the full path.
-	if _, err := v.Verify(tok); err == nil || err.(*Error).Reason != "expired" {
+	if _, err := v.Verify(tok); err == nil || !isReason(err, "expired") {
 		t.Fatalf("expired token: %v", err)
 	}
 }
@@ -93,7 +94,7 @@ func TestCacheRevocationOnHit(t *testing.T) {
 	// A Verifier's set is fixed; swap it here to show that a hit consults it.
 	v.revoked = revocation.New(bundle.Revocations{JTI: []bundle.Revoked{{Value: "later-revoked", Expires: testNow.Unix() + 600}}})
 	_, err := v.Verify(tok)
-	if e, ok := err.(*Error); !ok || e.Reason != "revoked" || e.Detail != "revoked by jti" {
+	if e, ok := errors.AsType[*Error](err); !ok || e.Reason != "revoked" || e.Detail != "revoked by jti" {
 		t.Fatalf("revoked cached token: %v", err)
 	}
 	if n := v.sigChecks.Load(); n != 1 {
@@ -172,4 +173,9 @@ func TestCacheConcurrent(t *testing.T) {
 	if n := v.cache.len(); n > 8 {
 		t.Fatalf("cache holds %d entries", n)
 	}
+}
+
+func isReason(err error, reason string) bool {
+	e, ok := errors.AsType[*Error](err)
+	return ok && e.Reason == reason
 }

@@ -147,7 +147,7 @@ func TestManagerBinary(t *testing.T) {
 		for _, p := range []string{"/healthz", "/readyz"} {
 			code, body, err := get("http://" + probeAddr + p)
 			if err != nil || code != http.StatusOK {
-				return fmt.Errorf("%s: %d %q %v", p, code, body, err)
+				return fmt.Errorf("%s: %d %q %w", p, code, body, err)
 			}
 		}
 		return nil
@@ -183,7 +183,7 @@ func TestManagerBinary(t *testing.T) {
 	eventually(t, "metrics exported", func() error {
 		code, body, err := get("http://" + metricsAddr + "/metrics")
 		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("%d %v", code, err)
+			return fmt.Errorf("%d %w", code, err)
 		}
 		for _, want := range []string{
 			`keyward_operator_rotations_total{namespace="default",reason="Initial",signingkey="web"} 1`,

@@ -66,7 +66,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.Remove(audit.Name())
+	_ = os.Remove(audit.Name()) // unlinked at once: the open file stays writable
 	h := sidecar.NewHandler(store, sidecar.HandlerConfig{
 		Upstream: up,
 		Auth: &sidecar.Authenticator{DPoP: binding.NewDPoPChecker(binding.DPoPOptions{
