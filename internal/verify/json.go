@@ -110,6 +110,24 @@ func (c *jsonChecker) ws() {
 	}
 }
 
+// next consumes what follows a container member: ',' (more to come) or the closing
+// byte (done). Anything else is invalid (ok false).
+func (c *jsonChecker) next(closing byte) (done, ok bool) {
+	c.ws()
+	if c.i >= len(c.d) {
+		return false, false
+	}
+	switch c.d[c.i] {
+	case ',':
+		c.i++
+		return false, true
+	case closing:
+		c.i++
+		return true, true
+	}
+	return false, false
+}
+
 // value consumes one value; depth is the number of enclosing containers.
 func (c *jsonChecker) value(depth int) bool {
 	if c.i >= len(c.d) {
@@ -235,18 +253,8 @@ func (c *jsonChecker) array(depth int) bool {
 		if !c.value(depth) {
 			return false
 		}
-		c.ws()
-		if c.i >= len(c.d) {
-			return false
-		}
-		switch c.d[c.i] {
-		case ',':
-			c.i++
-		case ']':
-			c.i++
-			return true
-		default:
-			return false
+		if done, ok := c.next(']'); !ok || done {
+			return ok
 		}
 	}
 }
@@ -311,18 +319,8 @@ func (c *jsonChecker) members(depth, base int) bool {
 		if !c.value(depth) {
 			return false
 		}
-		c.ws()
-		if c.i >= len(c.d) {
-			return false
-		}
-		switch c.d[c.i] {
-		case ',':
-			c.i++
-		case '}':
-			c.i++
-			return true
-		default:
-			return false
+		if done, ok := c.next('}'); !ok || done {
+			return ok
 		}
 	}
 }
