@@ -36,12 +36,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/keyward-dev/keyward/api/v1alpha1"
 	"github.com/keyward-dev/keyward/controllers"
 )
 
 var scheme = runtime.NewScheme()
+
+// version is stamped at build time (-ldflags "-X main.version=…"); injected pods carry it.
+var version = "dev"
 
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -54,6 +58,7 @@ func main() {
 		leaderElect                             bool
 		qps                                     float64
 		burst, workers, revocationWorkers       int
+		wh                                      webhookFlags
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (0 disables it).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
@@ -63,12 +68,18 @@ func main() {
 	flag.IntVar(&burst, "kube-api-burst", 1000, "Burst of queries to the API server.")
 	flag.IntVar(&workers, "workers", 4, "Concurrent reconciles of the SigningKey and TokenPolicy controllers.")
 	flag.IntVar(&revocationWorkers, "revocation-workers", 16, "Concurrent reconciles of the RevocationEntry controller (light, and the most numerous).")
+	wh.bind(flag.CommandLine)
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
+	injectCfg, err := wh.injectConfig(version)
+	if err != nil {
+		log.Error(err, "Invalid sidecar flags")
+		os.Exit(2)
+	}
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS, cfg.Burst = float32(qps), burst
 	managed := labels.SelectorFromSet(labels.Set{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue})
@@ -76,6 +87,7 @@ func main() {
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
+		WebhookServer:                 webhook.NewServer(webhook.Options{Port: wh.port, CertDir: wh.certDir}),
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "keyward-manager.auth.keyward.dev",
 		LeaderElectionNamespace:       leaderNamespace,
@@ -123,15 +135,23 @@ func main() {
 		log.Error(err, "Failed to set up the controller", "controller", "RevocationEntry")
 		os.Exit(1)
 	}
+	ready := healthz.Ping
+	if wh.enabled {
+		if ready, err = setupWebhook(mgr, wh, injectCfg); err != nil {
+			log.Error(err, "Failed to set up the pod-injection webhook")
+			os.Exit(1)
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		log.Error(err, "Failed to add the health check")
 		os.Exit(1)
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
 		log.Error(err, "Failed to add the ready check")
 		os.Exit(1)
 	}
-	log.Info("Started manager", "leaderElection", leaderElect, "workers", workers, "startedAt", time.Now().UTC())
+	log.Info("Started manager", "version", version, "leaderElection", leaderElect, "workers", workers,
+		"webhook", wh.enabled, "startedAt", time.Now().UTC())
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)

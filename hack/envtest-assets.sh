@@ -2,7 +2,10 @@
 # Builds the envtest control plane (kube-apiserver, kubectl, etcd) from the Go module proxy,
 # because no download site (setup-envtest's bucket, GitHub releases) is reachable here.
 #
-#   hack/envtest-assets.sh [BIN_DIR]      default BIN_DIR: bin/k8s
+#   hack/envtest-assets.sh [BIN_DIR] [all|etcd|k8s|node]     default BIN_DIR: bin/k8s
+#
+# "node" builds what the local single-node cluster (hack/cluster.sh) needs on top:
+# kubelet, kube-controller-manager, kube-scheduler and kube-proxy.
 #
 # kube-apiserver and kubectl come from k8s.io/kubernetes in a throwaway wrapper module that
 # pins every staging module (k8s.io/api, k8s.io/apiserver, ...) to the matching v0.x release;
@@ -22,11 +25,12 @@ have() { # have BINARY VERSION: the stamp written after a successful build match
   [[ -x "$out/$1" && -f "$out/.$1.version" && "$(cat "$out/.$1.version")" == "$2" ]]
 }
 
-build_k8s() {
+build_k8s() { # build_k8s BINARY...
   local work="$out/.build/k8s-$K8S_VERSION"
   mkdir -p "$work"
   cd "$work"
-  if [[ ! -f go.sum ]]; then
+  # tools.go names every cmd/ package either mode builds, so one tidy records all checksums.
+  if [[ ! -f go.sum || ! -f .tools-v2 ]]; then
     echo "==> Preparing wrapper module for k8s.io/kubernetes $K8S_VERSION"
     cat > go.mod <<GOMOD
 module keyward.dev/envtest-assets
@@ -53,10 +57,15 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GOSRC
     go mod tidy
+    touch .tools-v2
   fi
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
   local ld="-s -w"
@@ -64,7 +73,7 @@ GOSRC
     ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ld+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  for b in kube-apiserver kubectl; do
+  for b in "$@"; do
     if have "$b" "$K8S_VERSION"; then echo "==> $b $K8S_VERSION present"; continue; fi
     echo "==> Building $b $K8S_VERSION (several minutes cold)"
     CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$out/$b" "k8s.io/kubernetes/cmd/$b"
@@ -105,8 +114,9 @@ GOSRC
 }
 
 case "${2:-all}" in
-  all) build_etcd; build_k8s ;;
+  all) build_etcd; build_k8s kube-apiserver kubectl ;;
   etcd) build_etcd ;;
-  k8s) build_k8s ;;
+  k8s) build_k8s kube-apiserver kubectl ;;
+  node) build_k8s kubelet kube-controller-manager kube-scheduler kube-proxy ;;
 esac
 echo "==> envtest assets in $out"

@@ -109,7 +109,7 @@ func run() error {
 	}
 	logPath := filepath.Join(dir, "manager.log")
 	logFile, _ := os.Create(logPath)
-	mgr := exec.CommandContext(ctx, bin, "--leader-elect=false", "--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0")
+	mgr := exec.CommandContext(ctx, bin, "--leader-elect=false", "--enable-webhook=false", "--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0")
 	mgr.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	mgr.Stdout, mgr.Stderr = logFile, logFile
 	if err := mgr.Start(); err != nil {

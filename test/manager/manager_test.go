@@ -117,7 +117,7 @@ func TestManagerBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	mgr := exec.CommandContext(ctx, bin, "--leader-elect=true", "--leader-election-namespace=default",
+	mgr := exec.CommandContext(ctx, bin, "--leader-elect=true", "--leader-election-namespace=default", "--enable-webhook=false",
 		"--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+probeAddr)
 	mgr.Env = append(os.Environ(), "KUBECONFIG="+kcPath)
 	mgr.Stdout, mgr.Stderr = logFile, logFile

@@ -264,7 +264,7 @@ func run(o options) int {
 	}
 
 	logPath := filepath.Join(tmp, "manager.log")
-	args := []string{"--leader-elect=false", "--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"}
+	args := []string{"--leader-elect=false", "--enable-webhook=false", "--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"}
 	args = append(args, strings.Fields(o.managerArgs)...)
 	env := strings.Fields(o.managerEnv)
 	mgr, err := startManager(managerBin, args, env, kubeconfigPath, logPath)
