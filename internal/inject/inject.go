@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Package inject decides how a pod that opted in with annotations gets the verifier sidecar.
 // It is pure: given a pod and the injector's configuration it returns the mutated pod or a
 // clear error. The admission webhook (internal/webhook) is the shell around it.

@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Package webhook serves the pod-injection admission webhook. The decisions live in
 // internal/inject; this package reads the world (the TokenPolicy), grants the pod's
 // ServiceAccount read access to exactly its bundle ConfigMap (watch mode), and answers.
