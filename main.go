@@ -137,7 +137,7 @@ func main() {
 	}
 	ready := healthz.Ping
 	if wh.enabled {
-		if ready, err = setupWebhook(mgr, wh, injectCfg); err != nil {
+		if ready, err = setupWebhook(ctx, mgr, wh, injectCfg, realClock); err != nil {
 			log.Error(err, "Failed to set up the pod-injection webhook")
 			os.Exit(1)
 		}

@@ -17,17 +17,21 @@ limitations under the License.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/keyward-dev/keyward/controllers"
 	"github.com/keyward-dev/keyward/internal/inject"
 	kwwebhook "github.com/keyward-dev/keyward/internal/webhook"
 )
@@ -87,10 +91,35 @@ func (w *webhookFlags) injectConfig(version string) (inject.Config, error) {
 
 // setupWebhook registers the injector and, in self mode, the certificate manager. The
 // returned checker is the manager's readiness: ready once the webhook serves.
-func setupWebhook(mgr ctrl.Manager, w webhookFlags, cfg inject.Config) (healthz.Checker, error) {
+func setupWebhook(ctx context.Context, mgr ctrl.Manager, w webhookFlags, cfg inject.Config, clk clock.Clock) (healthz.Checker, error) {
 	mgr.GetWebhookServer().Register(kwwebhook.Path, &webhook.Admission{Handler: &kwwebhook.PodInjector{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Decoder: admission.NewDecoder(mgr.GetScheme()), Config: cfg, Namespace: w.namespace,
 	}})
-	return mgr.GetWebhookServer().StartedChecker(), nil
+	serving := mgr.GetWebhookServer().StartedChecker()
+	if w.certMode != "self" {
+		return serving, nil
+	}
+	certs, err := controllers.NewWebhookCertManager(controllers.WebhookCertConfig{
+		Namespace: w.namespace, SecretName: w.secret, ServiceName: w.service,
+		ConfigName: w.configName, CertDir: w.certDir, Clock: clk, RESTConfig: mgr.GetConfig(),
+		Recorder: mgr.GetEventRecorder("keyward-webhook-cert"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The webhook server reads the files when it starts, before any runnable runs.
+	if err := certs.Bootstrap(ctx); err != nil && certs.Ready() != nil {
+		return nil, fmt.Errorf("writing the webhook certificate: %w", err)
+	}
+	if err := mgr.Add(certs); err != nil {
+		return nil, err
+	}
+	check := certs.Checker()
+	return func(req *http.Request) error {
+		if err := check(req); err != nil {
+			return err
+		}
+		return serving(req)
+	}, nil
 }
