@@ -6,12 +6,15 @@ SHELL := /usr/bin/env bash -o pipefail
 .DEFAULT_GOAL := help
 
 BIN            := $(CURDIR)/bin
+VERSION        ?= 0.1.0
 CONTROLLER_GEN_VERSION := v0.23.0
 GOLANGCI_LINT_VERSION  := v2.15.0
 K8S_VERSION    := v1.37.2
 ETCD_VERSION   := v3.6.16
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT  := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+HELM_VERSION   := v3.22.0
+HELM           := $(BIN)/helm-$(HELM_VERSION)
 ENVTEST_ASSETS := $(BIN)/k8s
 GO_TEST_FLAGS  ?= -count=1 -timeout 20m
 
@@ -22,10 +25,10 @@ help: ## Show the targets.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC into config/ and copy the CRDs into the chart.
-	$(CONTROLLER_GEN) rbac:roleName=keyward-manager crd:allowDangerousTypes=false paths="./api/..." paths="./controllers/..." \
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC into config/ and copy both into the chart.
+	$(CONTROLLER_GEN) rbac:roleName=keyward-manager crd:allowDangerousTypes=false paths="./api/..." paths="./controllers/..." paths="./internal/webhook/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	@if [[ -d charts/keyward ]]; then mkdir -p charts/keyward/crds && cp config/crd/bases/*.yaml charts/keyward/crds/; fi
+	hack/chart-crds.sh
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods.
@@ -47,9 +50,22 @@ lint: $(GOLANGCI_LINT) ## golangci-lint (config in .golangci.yml).
 envtest-assets: ## Build kube-apiserver, kubectl and etcd for envtest into bin/k8s (skipped when present).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/envtest-assets.sh $(ENVTEST_ASSETS)
 
+.PHONY: helm
+helm: ## Build the helm CLI into bin/ (skipped when present); bin/helm links to it.
+	HELM_VERSION=$(HELM_VERSION) hack/helm.sh $(HELM)
+
 .PHONY: test
-test: manifests generate vet envtest-assets ## Run every test that fits a 2-core machine (unit, fuzz seeds, envtest).
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test $(GO_TEST_FLAGS) ./...
+test: manifests generate vet envtest-assets node-assets helm ## Run every test that fits a 2-core machine (unit, fuzz seeds, envtest, chart, then e2e on the local cluster).
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KEYWARD_REQUIRE_HELM=1 go test $(GO_TEST_FLAGS) ./...
+	VERSION=$(VERSION) hack/e2e.sh
+
+.PHONY: e2e
+e2e: node-assets helm ## End-to-end tests on the local single-node cluster (hack/e2e.sh).
+	VERSION=$(VERSION) hack/e2e.sh
+
+.PHONY: node-assets
+node-assets: envtest-assets ## Build kubelet, kube-controller-manager, kube-scheduler, kube-proxy into bin/k8s (skipped when present).
+	K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh $(ENVTEST_ASSETS) node
 
 .PHONY: verify
 verify: manifests generate fmt ## Regenerate everything and fail on a diff.
@@ -69,9 +85,25 @@ build: ## Build the manager into bin/.
 run: manifests generate ## Run the manager against the current kubeconfig.
 	go run . --leader-elect=false
 
+.PHONY: images
+images: ## Build the container images into bin/images/*.tar (no Docker needed).
+	VERSION=$(VERSION) hack/images.sh
+
+.PHONY: cluster-up
+cluster-up: ## Start the local single-node cluster (root; kubeconfig .cluster/kubeconfig).
+	hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and clean up after it.
+	hack/cluster.sh down
+
 .PHONY: demo
-demo: ## Local single-node cluster, the operator, a sample app behind the sidecar (see README).
+demo: ## Local single-node cluster (or the current context), the operator, a sample app behind the sidecar, rotation and revocation.
 	hack/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Tear the demo down (and the local cluster, if the demo started it).
+	hack/demo.sh down
 
 $(CONTROLLER_GEN):
 	mkdir -p $(BIN)/.tmp
