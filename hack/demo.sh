@@ -22,6 +22,9 @@ NAMESPACE=keyward-system
 marker=$root/.cluster/demo-started-cluster
 export PATH=$root/bin/k8s:$PATH
 
+make --no-print-directory envtest-assets helm >/dev/null
+context=$(kubectl config current-context 2>/dev/null || true)
+
 if [[ ${1:-} == down ]]; then
   if [[ -f $marker ]]; then
     echo "==> Stopping the local cluster the demo started"
@@ -29,13 +32,12 @@ if [[ ${1:-} == down ]]; then
     rm -f "$marker"
     exit 0
   fi
+  if [[ -z $context ]]; then export KUBECONFIG=$root/.cluster/kubeconfig; fi
+  echo "==> Removing the sample and the keyward release"
   kubectl delete -f hack/demo/manifests.yaml --ignore-not-found --wait=false
   "$HELM" uninstall keyward --namespace "$NAMESPACE" --ignore-not-found
   exit 0
 fi
-
-make --no-print-directory envtest-assets helm >/dev/null
-context=$(kubectl config current-context 2>/dev/null || true)
 if [[ -n $context ]]; then
   echo "==> Using the current kubeconfig context: $context"
   local_cluster=0

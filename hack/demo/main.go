@@ -311,7 +311,7 @@ func run() error {
 	fmt.Println(`
   kubectl describe signingkey -n keyward-demo demo-keys    keys, states, Events
   kubectl get tokenpolicy -n keyward-demo demo -o yaml      bundle generation and hash
-  kubectl -n keyward-system port-forward deploy/keyward 8080 & curl -s localhost:8080/metrics | grep keyward_operator_
+  kubectl -n keyward-system port-forward deploy/keyward-manager 8080 & curl -s localhost:8080/metrics | grep keyward_operator_
   kubectl -n keyward-demo port-forward deploy/echo 15090 & curl -s localhost:15090/metrics | grep keyward_verifier_`)
 	return nil
 }

@@ -143,7 +143,9 @@ func main() {
 
 	select {
 	case err := <-errc:
-		log.Fatalf("echo: %v", err)
+		stop()
+		log.Printf("echo: %v", err)
+		os.Exit(1) //nolint:gocritic // stop() already ran; nothing else is deferred yet
 	case <-ctx.Done():
 	}
 	log.Print("echo: shutting down")
