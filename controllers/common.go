@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyward-dev/keyward/api/v1alpha1"
+	"github.com/keyward-dev/keyward/internal/mint"
 )
 
 // Field managers, one per controller (server-side apply).
@@ -50,10 +51,10 @@ func bundleConfigMapName(policy string) string   { return policy + "-bundle" }
 
 // Data keys of generated objects.
 const (
-	// SecretKeysKey holds the private JWK set in the SigningKey Secret.
-	SecretKeysKey = "jwks.json"
+	// SecretKeysKey holds the private JWK set in the SigningKey Secret (internal/mint reads it).
+	SecretKeysKey = mint.SecretKeysKey
 	// SecretStateKey holds the key lifecycle records in the SigningKey Secret.
-	SecretStateKey = "state.json"
+	SecretStateKey = mint.SecretStateKey
 	// JWKSKey holds the public JWK set in the JWKS ConfigMap.
 	JWKSKey = "jwks.json"
 )

@@ -24,10 +24,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,7 +38,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/keyward-dev/keyward/internal/jwks"
-	"github.com/keyward-dev/keyward/internal/rotation"
+	"github.com/keyward-dev/keyward/internal/mint"
 )
 
 const (
@@ -101,10 +97,7 @@ func waitFor(what string, timeout time.Duration, cond func() bool) error {
 	return nil
 }
 
-type signer struct {
-	kid  string
-	priv *ecdsa.PrivateKey
-}
+type signer struct{ *mint.Signer }
 
 // loadSigner reads the active key from the SigningKey Secret.
 func loadSigner() (*signer, error) {
@@ -118,35 +111,12 @@ func loadSigner() (*signer, error) {
 	if err := json.Unmarshal([]byte(out), &secret); err != nil {
 		return nil, err
 	}
-	var state struct {
-		Keys []rotation.Key `json:"keys"`
-	}
-	if err := json.Unmarshal(secret.Data["state.json"], &state); err != nil {
-		return nil, err
-	}
-	keys, err := jwks.ParseSet(secret.Data["jwks.json"], true)
+	s, err := mint.FromSecret(secret.Data)
 	if err != nil {
 		return nil, err
 	}
-	active := ""
-	for _, k := range state.Keys {
-		if k.State == rotation.StateActive {
-			active = k.KID
-		}
-	}
-	for _, k := range keys {
-		if kid, _ := k.KeyID(); kid == active {
-			var raw any
-			if err := jwk.Export(k, &raw); err != nil {
-				return nil, err
-			}
-			return &signer{kid: kid, priv: raw.(*ecdsa.PrivateKey)}, nil
-		}
-	}
-	return nil, fmt.Errorf("no active key")
+	return &signer{s}, nil
 }
-
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 func (s *signer) token(jti, scope string) string {
 	now := time.Now()
@@ -155,18 +125,11 @@ func (s *signer) token(jti, scope string) string {
 	if scope != "" {
 		c["scope"] = scope
 	}
-	h, _ := json.Marshal(map[string]any{"alg": "ES256", "kid": s.kid, "typ": "at+jwt"})
-	cb, _ := json.Marshal(c)
-	input := b64(h) + "." + b64(cb)
-	sum := sha256.Sum256([]byte(input))
-	r, ss, err := ecdsa.Sign(rand.Reader, s.priv, sum[:])
+	tok, err := s.Sign(c, "at+jwt")
 	if err != nil {
 		panic(err)
 	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	ss.FillBytes(sig[32:])
-	return input + "." + b64(sig)
+	return tok
 }
 
 var client = &http.Client{Timeout: 5 * time.Second}
@@ -223,10 +186,18 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	forgedKey, _ := jwks.Generate(jwks.AlgES256, 0)
-	var raw any
-	_ = jwk.Export(forgedKey, &raw)
-	forged := &signer{kid: s.kid, priv: raw.(*ecdsa.PrivateKey)}
+	forgedKey, err := jwks.Generate(jwks.AlgES256, 0) // a key of our own under the real kid
+	if err != nil {
+		return err
+	}
+	if err := forgedKey.Set(jwk.KeyIDKey, s.KID()); err != nil {
+		return err
+	}
+	fs, err := mint.New(forgedKey)
+	if err != nil {
+		return err
+	}
+	forged := &signer{fs}
 
 	step("Requests through the sidecar (Service echo → port-forward %s)", localURL)
 	call("GET /orders without a token", "/orders", "")
@@ -268,7 +239,7 @@ func run() error {
 	fmt.Println("  … the new key is in every JWKS and bundle; it signs once pre-publication ends")
 	if err := waitFor("the new key to sign", 2*time.Minute, func() bool {
 		n, err := loadSigner()
-		if err == nil && n.kid != s.kid {
+		if err == nil && n.KID() != s.KID() {
 			cur.Store(n)
 			return true
 		}

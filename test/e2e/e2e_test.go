@@ -18,7 +18,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"fmt"
 	"net/http"
 	"strings"
@@ -39,6 +38,7 @@ import (
 
 	"github.com/keyward-dev/keyward/api/v1alpha1"
 	"github.com/keyward-dev/keyward/internal/jwks"
+	"github.com/keyward-dev/keyward/internal/mint"
 )
 
 func intOrName(s string) intstr.IntOrString { return intstr.FromString(s) }
@@ -63,11 +63,7 @@ func TestInjectedSidecarAuthenticates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forgedKey, err := jwks.Generate(jwks.AlgES256, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged := signerFrom(t, forgedKey, s.kid) // same kid, another key
+	forged := forgedSigner(t, s.KID()) // same kid, another key
 	for _, ip := range append(podIPs(t, "echo-watch"), podIPs(t, "echo-file")...) {
 		code, hdr, _, err := get(ip, "/orders", "")
 		if err != nil || code != http.StatusUnauthorized || !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Bearer") {
@@ -120,13 +116,21 @@ func TestInjectedSidecarAuthenticates(t *testing.T) {
 	}
 }
 
-func signerFrom(t *testing.T, k jwk.Key, kid string) *signer {
+// forgedSigner signs with a fresh key under someone else's kid.
+func forgedSigner(t *testing.T, kid string) *signer {
 	t.Helper()
-	var raw any
-	if err := jwk.Export(k, &raw); err != nil {
+	k, err := jwks.Generate(jwks.AlgES256, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &signer{kid: kid, priv: raw.(*ecdsa.PrivateKey)}
+	if err := k.Set(jwk.KeyIDKey, kid); err != nil {
+		t.Fatal(err)
+	}
+	s, err := mint.New(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &signer{s}
 }
 
 // Rotation under continuous load: at least three rotations of a fake-fast SigningKey
@@ -142,7 +146,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	}
 	var cur atomic.Pointer[signer]
 	cur.Store(first)
-	kids := []string{first.kid}
+	kids := []string{first.KID()}
 	stop := make(chan struct{})
 	var sent, rejected, failed atomic.Int64
 	var mu sync.Mutex
@@ -168,7 +172,7 @@ func TestRotationUnderLoad(t *testing.T) {
 				case code != http.StatusOK:
 					rejected.Add(1)
 					mu.Lock()
-					rejections = append(rejections, fmt.Sprintf("%s kid %s: %d", ip, s.kid, code))
+					rejections = append(rejections, fmt.Sprintf("%s kid %s: %d", ip, s.KID(), code))
 					mu.Unlock()
 				}
 			}
@@ -183,9 +187,9 @@ func TestRotationUnderLoad(t *testing.T) {
 			t.Logf("reading the signing key: %v", err)
 			continue
 		}
-		if s.kid != kids[len(kids)-1] {
-			kids = append(kids, s.kid)
-			t.Logf("rotation %d: kid %s active after %d requests", len(kids)-1, s.kid, sent.Load())
+		if s.KID() != kids[len(kids)-1] {
+			kids = append(kids, s.KID())
+			t.Logf("rotation %d: kid %s active after %d requests", len(kids)-1, s.KID(), sent.Load())
 		}
 		cur.Store(s)
 		if !restarted && len(kids) == 2 && pendingKey(ctx, t) {
@@ -331,7 +335,7 @@ func TestEmergencyKeyRevocation(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		revoke(ctx, t, fmt.Sprintf("key-%d", i), v1alpha1.RevocationEntrySpec{KeyID: s.kid, Reason: "e2e: key exposed"})
+		revoke(ctx, t, fmt.Sprintf("key-%d", i), v1alpha1.RevocationEntrySpec{KeyID: s.KID(), Reason: "e2e: key exposed"})
 		var wd, fd time.Duration
 		var werr, ferr error
 		var wg sync.WaitGroup
@@ -346,9 +350,9 @@ func TestEmergencyKeyRevocation(t *testing.T) {
 		// The SigningKey replaces the withdrawn key with one that signs at once.
 		if err := waitFor(30*time.Second, func() bool {
 			ns, err := loadSigner(ctx)
-			return err == nil && ns.kid != s.kid
+			return err == nil && ns.KID() != s.KID()
 		}); err != nil {
-			t.Fatalf("no new active key after withdrawing %s", s.kid)
+			t.Fatalf("no new active key after withdrawing %s", s.KID())
 		}
 	}
 	p50, _, mx := percentiles(watchD)

@@ -22,10 +22,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -39,7 +35,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwk"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,8 +45,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/keyward-dev/keyward/api/v1alpha1"
-	"github.com/keyward-dev/keyward/internal/jwks"
-	"github.com/keyward-dev/keyward/internal/rotation"
+	"github.com/keyward-dev/keyward/internal/mint"
 )
 
 const (
@@ -247,65 +241,19 @@ func podReady(p *corev1.Pod) bool {
 }
 
 // signer mints access tokens with the SigningKey's active key, read from its Secret like
-// the token service does.
-type signer struct {
-	kid  string
-	priv *ecdsa.PrivateKey
-	all  map[string]*ecdsa.PrivateKey
-}
+// the token service does (internal/mint).
+type signer struct{ *mint.Signer }
 
 func loadSigner(ctx context.Context) (*signer, error) {
 	secret := &corev1.Secret{}
 	if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: keysName + "-keys"}, secret); err != nil {
 		return nil, err
 	}
-	var state struct {
-		Keys []rotation.Key `json:"keys"`
-	}
-	if err := json.Unmarshal(secret.Data["state.json"], &state); err != nil {
-		return nil, fmt.Errorf("state.json: %w", err)
-	}
-	keys, err := jwks.ParseSet(secret.Data["jwks.json"], true)
+	s, err := mint.FromSecret(secret.Data)
 	if err != nil {
 		return nil, err
 	}
-	s := &signer{all: map[string]*ecdsa.PrivateKey{}}
-	for _, k := range keys {
-		kid, _ := k.KeyID()
-		var raw any
-		if err := jwk.Export(k, &raw); err != nil {
-			return nil, err
-		}
-		if p, ok := raw.(*ecdsa.PrivateKey); ok {
-			s.all[kid] = p
-		}
-	}
-	for _, k := range state.Keys {
-		if k.State == rotation.StateActive {
-			s.kid, s.priv = k.KID, s.all[k.KID]
-		}
-	}
-	if s.priv == nil {
-		return nil, fmt.Errorf("no active key in %s-keys", keysName)
-	}
-	return s, nil
-}
-
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-func sign(kid string, priv *ecdsa.PrivateKey, claims map[string]any) string {
-	h, _ := json.Marshal(map[string]any{"alg": "ES256", "kid": kid, "typ": "at+jwt"})
-	c, _ := json.Marshal(claims)
-	input := b64(h) + "." + b64(c)
-	sum := sha256.Sum256([]byte(input))
-	r, s, err := ecdsa.Sign(rand.Reader, priv, sum[:])
-	if err != nil {
-		panic(err)
-	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return input + "." + b64(sig)
+	return &signer{s}, nil
 }
 
 // claims for a fresh token; jti is unique per call unless given.
@@ -320,7 +268,13 @@ func claims(jti string) map[string]any {
 	}
 }
 
-func (s *signer) token(jti string) string { return sign(s.kid, s.priv, claims(jti)) }
+func (s *signer) token(jti string) string {
+	tok, err := s.Sign(claims(jti), "at+jwt")
+	if err != nil {
+		panic(err)
+	}
+	return tok
+}
 
 // get sends GET path to ip:listenPort with an optional bearer token.
 func get(ip, path, token string) (int, http.Header, []byte, error) {
