@@ -103,6 +103,99 @@ type TokenPolicySpec struct {
 	// default: the application receives identity headers and never sees the token.
 	// +optional
 	ForwardToken bool `json:"forwardToken,omitempty"`
+
+	// Issuance lets the token service (cmd/issuer) issue tokens for this policy. Absent:
+	// the token service does not serve it (tokens come from elsewhere).
+	// +optional
+	Issuance *IssuanceSpec `json:"issuance,omitempty"`
+}
+
+// IssuanceSpec configures the token service for one TokenPolicy. The service answers at
+// the path of spec.issuer (e.g. https://auth.example/shop → /shop/token, /shop/jwks,
+// /shop/.well-known/openid-configuration).
+type IssuanceSpec struct {
+	// Scopes the token service may grant. A request for any other scope is refused.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=128
+	// +kubebuilder:validation:items:Pattern=`^[\x21\x23-\x5B\x5D-\x7E]+$`
+	// +listType=set
+	// +optional
+	Scopes []string `json:"scopes,omitempty"`
+
+	// MintClients are the ServiceAccounts ("namespace/name") of login services allowed to
+	// call the internal mint endpoint for this policy: after authenticating a user they
+	// obtain the user's first access and refresh token.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=317
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$`
+	// +listType=set
+	// +optional
+	MintClients []string `json:"mintClients,omitempty"`
+
+	// TokenExchange allows RFC 8693 exchange of Kubernetes ServiceAccount tokens for
+	// workload access tokens (checked with TokenReview). Absent: no exchange.
+	// +optional
+	TokenExchange *TokenExchangeSpec `json:"tokenExchange,omitempty"`
+
+	// Cookie enables browser mode: the refresh token travels in an HttpOnly, Secure,
+	// SameSite=Strict cookie limited to the refresh path instead of the response body.
+	// +optional
+	Cookie *CookieSpec `json:"cookie,omitempty"`
+
+	// Anomaly sets refresh-burst detection. Absent: defaults (see AnomalySpec).
+	// +optional
+	Anomaly *AnomalySpec `json:"anomaly,omitempty"`
+}
+
+// TokenExchangeSpec allows ServiceAccount token exchange.
+type TokenExchangeSpec struct {
+	// ServiceAccounts allowed to exchange their token: "namespace/name", or "namespace/*".
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=317
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?/(\*|[a-z0-9]([-.a-z0-9]*[a-z0-9])?)$`
+	// +listType=set
+	// +required
+	ServiceAccounts []string `json:"serviceAccounts"`
+
+	// Audience the presented ServiceAccount token must be issued for (TokenReview
+	// audiences). Default: the token service's own audience flag.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Audience string `json:"audience,omitempty"`
+
+	// Scopes granted to exchanged tokens (a subset of Issuance.Scopes).
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +optional
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// CookieSpec configures browser mode.
+type CookieSpec struct {
+	// Name of the refresh-token cookie. The __Host- prefix pins it to the host, Secure and
+	// Path=/ per RFC 6265bis; without it the cookie's Path is the refresh endpoint.
+	// +kubebuilder:default="keyward_refresh"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]+$`
+	// +optional
+	Name string `json:"name,omitempty"`
+}
+
+// AnomalySpec sets refresh-burst detection.
+type AnomalySpec struct {
+	// MaxRefreshesPerMinute per subject and per family above which a burst is reported
+	// (metric, Event, audit record). 0: the default 30.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	MaxRefreshesPerMinute int32 `json:"maxRefreshesPerMinute,omitempty"`
+
+	// AutoRevoke revokes the family (and emits a RevocationEntry for its session) when a
+	// burst is detected. Reuse of a spent refresh token always revokes.
+	// +optional
+	AutoRevoke bool `json:"autoRevoke,omitempty"`
 }
 
 // AccessTokenSpec sets access-token properties.
