@@ -55,8 +55,9 @@ helm: ## Build the helm CLI into bin/ (skipped when present); bin/helm links to 
 	HELM_VERSION=$(HELM_VERSION) hack/helm.sh $(HELM)
 
 .PHONY: test
-test: manifests generate vet envtest-assets node-assets helm ## Run every test that fits a 2-core machine (unit, fuzz seeds, envtest, chart, then e2e on the local cluster).
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KEYWARD_REQUIRE_HELM=1 go test $(GO_TEST_FLAGS) ./...
+test: manifests generate vet envtest-assets node-assets helm ## Run every test that fits a 2-core machine (unit, fuzz seeds, envtest, chart, PostgreSQL store, then e2e on the local cluster).
+	hack/postgres.sh start >/dev/null
+	KEYWARD_PG_DSN="$$(hack/postgres.sh dsn)" KEYWARD_REQUIRE_PG=1 KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KEYWARD_REQUIRE_HELM=1 go test $(GO_TEST_FLAGS) ./...
 	VERSION=$(VERSION) hack/e2e.sh
 
 .PHONY: e2e
@@ -104,6 +105,10 @@ demo: ## Local single-node cluster (or the current context), the operator, a sam
 .PHONY: demo-down
 demo-down: ## Tear the demo down (and the local cluster, if the demo started it).
 	hack/demo.sh down
+
+.PHONY: postgres
+postgres: ## Start the private PostgreSQL for the pgstore tests (bin/pg, 127.0.0.1:55432); prints the DSN.
+	hack/postgres.sh start
 
 $(CONTROLLER_GEN):
 	mkdir -p $(BIN)/.tmp

@@ -96,17 +96,22 @@ const (
 	// Rotated: Presented was the current token; it is spent and Next is current. The
 	// family's LastUsedAt is Now and Rotations grew by one.
 	Rotated Outcome = iota + 1
-	// Replayed: Presented was spent within ReplayWindow; RotateResult.Replay holds the
-	// response recorded then. Nothing changes (Next is not stored).
+	// Replayed: Presented was spent within ReplayWindow (Now before spent + ReplayWindow)
+	// and GC has not dropped its Replay; RotateResult.Replay holds the response recorded
+	// then. Nothing changes (Next is not stored).
 	Replayed
-	// Reused: Presented was spent longer ago: the family is revoked ("refresh token
-	// reuse"), in the same transaction.
+	// Reused: Presented was spent longer ago, or its Replay was dropped: the family is
+	// revoked (ReuseReason), in the same transaction.
 	Reused
 	// Unknown: no such token (never issued, or garbage-collected).
 	Unknown
 	// Dead: the family is revoked or expired (absolute or idle) at Now; nothing changes.
+	// Checked before the others: a spent token of a dead family is Dead, never Replayed.
 	Dead
 )
+
+// ReuseReason is the RevokeReason that Rotate records for Reused.
+const ReuseReason = "refresh token reuse"
 
 // RotateResult is the outcome, the family as it is after the call (zero for Unknown), and
 // for Replayed the recorded response.
@@ -124,6 +129,7 @@ type Store interface {
 	CreateFamily(ctx context.Context, f Family, first Hash) error
 	// Rotate is atomic: of many concurrent calls presenting the same current token, exactly
 	// one gets Rotated; the others get Replayed (within the window) with its Replay.
+	// ErrExists (and no change) when Next exists already.
 	Rotate(ctx context.Context, r RotateRequest) (RotateResult, error)
 	// Lookup returns the family of a token and whether the token is the family's current
 	// one (not spent). ErrNotFound for unknown tokens.
@@ -133,11 +139,13 @@ type Store interface {
 	// RevokeFamily revokes a family (idempotent: the first reason and time stay) and
 	// returns it. ErrNotFound when absent.
 	RevokeFamily(ctx context.Context, id, reason string, at time.Time) (Family, error)
-	// RevokeSubject revokes every live family of subject under policy; returns their IDs.
+	// RevokeSubject revokes every family of subject under policy that is Live at at;
+	// returns their IDs in ascending order.
 	RevokeSubject(ctx context.Context, policy, subject, reason string, at time.Time) ([]string, error)
-	// GC drops Replay data older than its window (replayWindow) and deletes families (and
-	// their tokens) that expired or were revoked more than retain before now. It returns
-	// the number of families deleted.
+	// GC drops Replay data older than its window (spent + replayWindow ≤ now) and deletes
+	// families (and their tokens) that expired or were revoked more than retain before now
+	// (dead since the earliest of RevokedAt, ExpiresAt, LastUsedAt + IdleTimeout, and that
+	// + retain < now). It returns the number of families deleted.
 	GC(ctx context.Context, now time.Time, replayWindow, retain time.Duration) (int, error)
 	// Close releases the store.
 	Close() error
