@@ -34,7 +34,8 @@ KCFG=$W/kubeconfig
 RULE_TAG=keyward-cluster
 # Stop order is the reverse: control loops first, storage last.
 COMPONENTS=(etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
-export PATH="$BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The cluster binaries first; keep the caller's PATH (it has go) and add the sbin dirs.
+export PATH="$BIN:$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 t0=$(date +%s.%N)
 elapsed() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
