@@ -82,6 +82,11 @@ scale: envtest-assets ## Steady state for 1,000 SigningKeys and 10,000 Revocatio
 build: ## Build the manager into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/manager .
 
+.PHONY: kubectl-plugin
+kubectl-plugin: ## Build the kubectl plugin into bin/: kubectl-keyward and its completion helper kubectl_complete-keyward.
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/kubectl-keyward ./cmd/kubectl-keyward
+	install -m 0755 cmd/kubectl-keyward/kubectl_complete-keyward $(BIN)/kubectl_complete-keyward
+
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig.
 	go run . --leader-elect=false

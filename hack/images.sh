@@ -71,13 +71,14 @@ if want pause; then
 fi
 
 if want keyward; then
-  echo "==> keyward: building manager and verifier"
+  echo "==> keyward: building manager, verifier and kubectl-keyward"
   gobuild "$bins/manager" . "-X main.version=$VERSION"
   gobuild "$bins/verifier" ./cmd/verifier
+  gobuild "$bins/kubectl-keyward" ./cmd/kubectl-keyward "-X main.version=$VERSION"
   # /tmp is writable for the webhook certificate directory when no volume is mounted there.
   pack keyward "$out/keyward-$VERSION.tar" "$REGISTRY/keyward:$VERSION" \
     -entrypoint /manager -user 65532:65532 -dir /tmp:1777 \
-    "$bins/manager=/manager" "$bins/verifier=/verifier"
+    "$bins/manager=/manager" "$bins/verifier=/verifier" "$bins/kubectl-keyward=/kubectl-keyward"
 fi
 
 if want echo; then
