@@ -71,14 +71,15 @@ if want pause; then
 fi
 
 if want keyward; then
-  echo "==> keyward: building manager, verifier and kubectl-keyward"
+  echo "==> keyward: building manager, verifier, issuer and kubectl-keyward"
   gobuild "$bins/manager" . "-X main.version=$VERSION"
   gobuild "$bins/verifier" ./cmd/verifier
   gobuild "$bins/kubectl-keyward" ./cmd/kubectl-keyward "-X main.version=$VERSION"
+  gobuild "$bins/issuer" ./cmd/issuer "-X main.version=$VERSION"
   # /tmp is writable for the webhook certificate directory when no volume is mounted there.
   pack keyward "$out/keyward-$VERSION.tar" "$REGISTRY/keyward:$VERSION" \
     -entrypoint /manager -user 65532:65532 -dir /tmp:1777 \
-    "$bins/manager=/manager" "$bins/verifier=/verifier" "$bins/kubectl-keyward=/kubectl-keyward"
+    "$bins/manager=/manager" "$bins/verifier=/verifier" "$bins/kubectl-keyward=/kubectl-keyward" "$bins/issuer=/issuer"
 fi
 
 if want echo; then
