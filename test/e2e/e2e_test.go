@@ -98,9 +98,16 @@ func TestInjectedSidecarAuthenticates(t *testing.T) {
 	}
 	url := fmt.Sprintf("http://%s/orders", svc.Spec.ClusterIP)
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	resp, err := httpClient.Do(req)
+	// kube-proxy programs the Service's rules a moment after the pods are Ready: retry
+	// connection errors (not statuses) for a while.
+	var resp *http.Response
+	err = waitFor(30*time.Second, func() bool {
+		var derr error
+		resp, derr = httpClient.Do(req)
+		return derr == nil
+	})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the Service %s never answered: %v", url, err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
