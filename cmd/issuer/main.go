@@ -88,7 +88,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.dpopNonce, "dpop-nonce", true, "Require DPoP server nonces (RFC 9449 §8) in proofs at the token endpoint.")
 	fs.DurationVar(&o.dpopNonceLifetime, "dpop-nonce-lifetime", issuer.DefaultDPoPNonceLifetime, "How long a DPoP server nonce is current (the previous one is accepted too).")
 	fs.DurationVar(&o.gcInterval, "gc-interval", 10*time.Minute, "How often ended sessions and old replay records are deleted from the store.")
-	fs.DurationVar(&o.gcRetain, "gc-retain", 24*time.Hour, "How long an ended session is kept, so a reuse of its tokens is still recognised.")
+	fs.DurationVar(&o.gcRetain, "gc-retain", 25*time.Hour, "How long an ended session is kept, so a reuse of its tokens is still recognised and the revocation sweep still finds it; at least "+issuer.MaxRevocationWindow.String()+".")
 	fs.Float64Var(&o.qps, "kube-api-qps", 50, "Queries per second to the API server.")
 	fs.IntVar(&o.burst, "kube-api-burst", 100, "Burst of queries to the API server.")
 	fs.IntVar(&o.workers, "workers", 2, "Concurrent policy reconciles.")
@@ -102,8 +102,11 @@ func (o *options) validate() error {
 		return errors.New("--replay-key-file is required (make one with `issuer replay-key`)")
 	case (o.tlsCert == "") != (o.tlsKey == ""):
 		return errors.New("--tls-cert and --tls-key go together")
-	case o.gcInterval <= 0 || o.gcRetain < 0:
-		return errors.New("--gc-interval must be positive and --gc-retain not negative")
+	case o.gcInterval <= 0:
+		return errors.New("--gc-interval must be positive")
+	case o.gcRetain < issuer.MaxRevocationWindow:
+		return fmt.Errorf("--gc-retain must be at least %s (the longest access-token lifetime, leeway and margin): "+
+			"the revocation sweep must still find a revoked session while its access tokens may be valid", issuer.MaxRevocationWindow)
 	case o.dpopNonceLifetime < time.Second:
 		return errors.New("--dpop-nonce-lifetime must be at least 1s")
 	}
@@ -228,7 +231,7 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	var ready atomic.Bool
 	for _, r := range []manager.Runnable{
 		srv,
-		&issuer.GC{Store: st, Clock: realClock, Interval: o.gcInterval, Retain: o.gcRetain, Metrics: metrics, Log: log.WithName("gc")},
+		&issuer.GC{Store: st, Clock: realClock, Interval: o.gcInterval, Retain: o.gcRetain, Sweeper: srv, Metrics: metrics, Log: log.WithName("gc")},
 		manager.RunnableFunc(func(ctx context.Context) error {
 			if mgr.GetCache().WaitForCacheSync(ctx) {
 				ready.Store(true)

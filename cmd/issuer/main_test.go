@@ -69,6 +69,7 @@ func TestValidateFlags(t *testing.T) {
 		{"--replay-key-file", "/k", "--store", "sqlite:/x"},
 		{"--replay-key-file", "/k", "--tls-cert", "/c"},
 		{"--replay-key-file", "/k", "--gc-interval", "0s"},
+		{"--replay-key-file", "/k", "--gc-retain", "24h"}, // shorter than the longest revocation window
 		{"--replay-key-file", "/k", "--dpop-nonce-lifetime", "1ms"},
 	} {
 		if err := parse(args...); err == nil {

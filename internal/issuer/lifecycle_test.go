@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -371,4 +372,135 @@ func TestPendingKeyNeverSigns(t *testing.T) {
 	if code := v.status("Bearer "+tok, nil); code != http.StatusOK {
 		t.Fatalf("the verifier answered %d for a token of the activated key", code)
 	}
+}
+
+// signalSweeper is the Server's sweep, reporting how many entries each run queued.
+type signalSweeper struct {
+	srv  *Server
+	runs chan int
+}
+
+func (s signalSweeper) SweepRevocations(ctx context.Context) (int, error) {
+	n, err := s.srv.SweepRevocations(ctx)
+	s.runs <- n
+	return n, err
+}
+
+// TestRevocationSweepAfterCrash: sessions revoked in the store whose RevocationEntry was
+// never created (the process died between the store write and the entry's creation) get
+// their entry from the revocation sweep, at start and on a GC tick, and the verifier
+// sidecar fed by the real controllers' bundle then rejects their access tokens. A session
+// revoked one window before the sweep (its tokens have all expired) gets no entry, and a
+// live one stays valid.
+func TestRevocationSweepAfterCrash(t *testing.T) {
+	for _, kind := range storeKinds() {
+		t.Run(kind, func(t *testing.T) {
+			f := newFixture(t, fixtureOpts{store: kind})
+			v := f.verifier()
+			ctx := context.Background()
+			sid := func(r *response) string { return claims(t, r.tokens.AccessToken)["sid"].(string) }
+			revoke := func(r *response, reason string) {
+				t.Helper()
+				if _, err := f.store.RevokeFamily(ctx, sid(r), reason, f.s.clock.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Each crash: the store has the revocation, and no process queued its entry.
+			// The first one is a window old when the sweep starts: its tokens have expired.
+			expired := f.mustMint("grace", "read")
+			revoke(expired, ReasonLogout)
+			f.s.clock.Step(revocationWindow(&v1alpha1.TokenPolicySpec{}, f.state()))
+			if code := v.status("Bearer "+expired.tokens.AccessToken, nil); code != http.StatusUnauthorized {
+				t.Fatalf("an access token one revocation window old: %d", code)
+			}
+			atStart, atTick, live := f.mustMint("grace", "read"), f.mustMint("grace", "read"), f.mustMint("grace", "read")
+			for _, r := range []*response{atStart, atTick, live} {
+				if code := v.status("Bearer "+r.tokens.AccessToken, nil); code != http.StatusOK {
+					t.Fatalf("before any revocation the verifier answered %d", code)
+				}
+			}
+			revoke(atStart, ReasonLogout)
+			if f.getEntry(f.sessionEntry(sid(atStart)).Name) != nil || testutil.ToFloat64(f.srv.metrics.RevocationQueue) != 0 {
+				t.Fatal("an entry exists before the sweep")
+			}
+
+			sweeps := signalSweeper{srv: f.srv, runs: make(chan int, 1)}
+			gc := &GC{Store: f.store, Clock: f.s.clock, Interval: time.Second, Sweeper: sweeps, Metrics: f.srv.metrics, Log: logr.Discard()}
+			gcCtx, stopGC := context.WithCancel(ctx)
+			stopped := make(chan error, 1)
+			go func() { stopped <- gc.Start(gcCtx) }()
+			t.Cleanup(func() {
+				stopGC()
+				for {
+					select {
+					case <-sweeps.runs:
+					case <-stopped:
+						return
+					}
+				}
+			})
+			select {
+			case n := <-sweeps.runs:
+				if n != 1 {
+					t.Fatalf("the sweep at start queued %d entries, want 1", n)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("no sweep at start")
+			}
+			entry := f.waitEntry(sid(atStart))
+			if entry.Spec.Reason != ReasonLogout || len(entry.Spec.Policies) != 1 || entry.Spec.Policies[0] != f.policy || entry.Labels[LabelCreatedBy] != CreatedByValue {
+				t.Fatalf("RevocationEntry %+v", entry)
+			}
+			eventually(t, 30*time.Second, "the verifier to reject the session's access token", func() bool {
+				return v.status("Bearer "+atStart.tokens.AccessToken, nil) == http.StatusUnauthorized
+			})
+			if !strings.Contains(v.audit.String(), `"reason":"revoked"`) {
+				t.Fatalf("the verifier rejected for another reason: %s", v.audit.String())
+			}
+			eventually(t, 30*time.Second, "the queue to drain", func() bool { return testutil.ToFloat64(f.srv.metrics.RevocationQueue) == 0 })
+
+			// A revocation the running process did not queue (another replica's, lost in its
+			// crash) is found on the next tick; the entry made at start is not asked for again.
+			revoke(atTick, ReasonReuse)
+			for ticked := false; !ticked; {
+				f.s.clock.Step(time.Second)
+				select {
+				case n := <-sweeps.runs:
+					ticked = true
+					if n != 1 {
+						t.Fatalf("the sweep on the tick queued %d entries, want 1 (atTick's)", n)
+					}
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			if entry := f.waitEntry(sid(atTick)); entry.Spec.Reason != ReasonReuse {
+				t.Fatalf("RevocationEntry %+v", entry)
+			}
+			eventually(t, 30*time.Second, "the verifier to reject the second session's access token", func() bool {
+				return v.status("Bearer "+atTick.tokens.AccessToken, nil) == http.StatusUnauthorized
+			})
+			eventually(t, 30*time.Second, "the queue to drain", func() bool { return testutil.ToFloat64(f.srv.metrics.RevocationQueue) == 0 })
+			if f.getEntry(f.sessionEntry(sid(expired)).Name) != nil {
+				t.Fatal("the sweep created an entry for a session whose access tokens have all expired")
+			}
+			if code := v.status("Bearer "+live.tokens.AccessToken, nil); code != http.StatusOK {
+				t.Fatalf("a live session's access token: %d", code)
+			}
+			f.mustRefresh(live.tokens.RefreshToken)
+			if got := testutil.ToFloat64(f.srv.metrics.SweepRestored); got != 2 {
+				t.Fatalf("sweep_restored_total = %v, want 2", got)
+			}
+		})
+	}
+}
+
+// waitEntry waits for the RevocationEntry of a session and returns it.
+func (f *fixture) waitEntry(sid string) *v1alpha1.RevocationEntry {
+	f.t.Helper()
+	var e *v1alpha1.RevocationEntry
+	eventually(f.t, 30*time.Second, "the RevocationEntry of session "+sid, func() bool { e = f.getEntry(f.sessionEntry(sid).Name); return e != nil })
+	if e.Spec.SessionID != sid {
+		f.t.Fatalf("RevocationEntry %s is for session %q", e.Name, e.Spec.SessionID)
+	}
+	return e
 }

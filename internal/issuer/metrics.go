@@ -37,6 +37,8 @@ type Metrics struct {
 	Policies        prometheus.Gauge
 	AuditFailures   prometheus.Counter
 	GCDeleted       prometheus.Counter
+	SweepRestored   prometheus.Counter
+	SweepFailures   prometheus.Counter
 }
 
 // NewMetrics creates the metrics on a new registry, with the Go and process collectors.
@@ -93,9 +95,17 @@ func NewMetrics() *Metrics {
 			Name: "keyward_issuer_store_gc_deleted_families_total",
 			Help: "Expired or revoked refresh-token families deleted from the store.",
 		}),
+		SweepRestored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyward_issuer_revocation_sweep_restored_total",
+			Help: "Session RevocationEntries the revocation sweep queued again: sessions revoked in the store whose entry this process had not seen created (after a restart, or revoked by another replica).",
+		}),
+		SweepFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyward_issuer_revocation_sweep_failures_total",
+			Help: "Revocation sweeps that failed (store or API server); the next runs one GC interval later.",
+		}),
 	}
 	reg.MustRegister(m.Issued, m.Refreshed, m.Rejected, m.Reuse, m.Bursts, m.Revocations, m.RevocationQueue,
-		m.RevocationFails, m.Duration, m.Policies, m.AuditFailures, m.GCDeleted,
+		m.RevocationFails, m.Duration, m.Policies, m.AuditFailures, m.GCDeleted, m.SweepRestored, m.SweepFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

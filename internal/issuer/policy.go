@@ -90,6 +90,7 @@ type policyState struct {
 	audiences       []string
 	tokenType       string
 	accessTTL       time.Duration
+	leeway          time.Duration // the verifiers' clock-skew allowance on exp
 	bindingMode     string
 	bindingRequired bool
 
@@ -277,6 +278,7 @@ func (p *policyState) compileBundle(cm *corev1.ConfigMap, prev *policyState, clk
 	p.audiences = src.Audiences
 	p.tokenType = src.AccessTokenType
 	p.accessTTL = time.Duration(src.AccessTokenTTLSeconds) * time.Second
+	p.leeway = time.Duration(src.LeewaySeconds) * time.Second
 	p.bindingMode = src.Binding.Mode
 	p.bindingRequired = src.Binding.Required
 	if src.Issuer != p.issuer || src.Namespace != p.namespace || src.Name != p.name {

@@ -95,7 +95,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, p *policyS
 	if why := p.bundle.Revoked.Check(revocation.Token{Subject: fam.Subject, SessionID: fam.ID, ClientID: fam.ClientID, IssuedAt: fam.CreatedAt.Unix()}); why != "" {
 		// A RevocationEntry (kubectl keyward revoke) reached the bundle: the family ends
 		// here too, so no new access token escapes it.
-		s.revokeFamily(ctx, p, fam, "revoked by a RevocationEntry ("+why+")", "revocation_entry", false)
+		s.revokeFamily(ctx, p, fam, reasonEntryPrefix+" ("+why+")", "revocation_entry", false)
 		fail(invalidGrant("revoked", "the session is revoked"))
 		return
 	}

@@ -27,6 +27,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyward-dev/keyward/api/v1alpha1"
@@ -44,29 +45,37 @@ const (
 	ReasonClient = "revoked by the client (RFC 7009)"
 	ReasonLogout = "logout"
 	ReasonBurst  = "refresh burst (anomaly.autoRevoke)"
+	// reasonEntryPrefix starts the reason of a family revoked because a RevocationEntry in
+	// the bundle matched it: that entry is the revocation, so none is created for it.
+	reasonEntryPrefix = "revoked by a RevocationEntry"
 )
 
 // sessionEntry is the RevocationEntry that revokes a session in one policy. Its name is
 // a function of the policy and the session, so a retry or another replica creating it
 // again gets AlreadyExists, which is success.
 func sessionEntry(p *policyState, sid, reason string) *v1alpha1.RevocationEntry {
-	return revocationEntry(p, "sid", sid, v1alpha1.RevocationEntrySpec{SessionID: sid, Reason: reason, Policies: []string{p.name}})
+	return policySessionEntry(p.namespace, p.name, sid, reason)
+}
+
+// policySessionEntry is sessionEntry for the policy namespace/name.
+func policySessionEntry(namespace, name, sid, reason string) *v1alpha1.RevocationEntry {
+	return revocationEntry(namespace, name, "sid", sid, v1alpha1.RevocationEntrySpec{SessionID: sid, Reason: reason, Policies: []string{name}})
 }
 
 // jtiEntry revokes one access token.
 func jtiEntry(p *policyState, jti, reason string) *v1alpha1.RevocationEntry {
-	return revocationEntry(p, "jti", jti, v1alpha1.RevocationEntrySpec{JTI: jti, Reason: reason, Policies: []string{p.name}})
+	return revocationEntry(p.namespace, p.name, "jti", jti, v1alpha1.RevocationEntrySpec{JTI: jti, Reason: reason, Policies: []string{p.name}})
 }
 
-func revocationEntry(p *policyState, kind, value string, spec v1alpha1.RevocationEntrySpec) *v1alpha1.RevocationEntry {
-	sum := sha256.Sum256([]byte(p.name + "\x00" + kind + "\x00" + value))
+func revocationEntry(namespace, policy, kind, value string, spec v1alpha1.RevocationEntrySpec) *v1alpha1.RevocationEntry {
+	sum := sha256.Sum256([]byte(policy + "\x00" + kind + "\x00" + value))
 	return &v1alpha1.RevocationEntry{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      "issuer-" + kind + "-" + hex.EncodeToString(sum[:16]),
-			Namespace: p.namespace,
+			Namespace: namespace,
 			Labels: map[string]string{
 				LabelCreatedBy:            CreatedByValue,
-				v1alpha1.LabelTokenPolicy: p.name,
+				v1alpha1.LabelTokenPolicy: policy,
 			},
 		},
 		Spec: spec,
@@ -75,29 +84,45 @@ func revocationEntry(p *policyState, kind, value string, spec v1alpha1.Revocatio
 
 // revocationQueue creates RevocationEntries, retrying with backoff until the API server
 // takes them: a revocation the store has already applied must reach the verifiers too.
+// The queue lives in memory; the revocation sweep (sweep.go) rebuilds what a crash loses
+// from the store.
 type revocationQueue struct {
 	c       client.Client
+	clk     clock.PassiveClock
 	log     logr.Logger
 	metrics *Metrics
 	q       workqueue.TypedRateLimitingInterface[string]
 
 	mu      sync.Mutex
 	pending map[string]*v1alpha1.RevocationEntry
+	// created holds, by key, when the API server took a session entry (created, or it
+	// existed): the sweep does not ask again for those, so it costs API calls only after a
+	// restart or for another replica's revocations. The sweep forgets them once its window
+	// has passed; past createdLimit, the queue forgets those older than any window.
+	created      map[string]time.Time
+	createdLimit int
 }
 
-func newRevocationQueue(c client.Client, m *Metrics, log logr.Logger) *revocationQueue {
+// minCreatedLimit is the smallest size at which the queue itself forgets created entries.
+const minCreatedLimit = 1 << 12
+
+func newRevocationQueue(c client.Client, clk clock.PassiveClock, m *Metrics, log logr.Logger) *revocationQueue {
 	return &revocationQueue{
-		c: c, log: log, metrics: m,
+		c: c, clk: clk, log: log, metrics: m,
 		q: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "keyward_issuer_revocations"}),
-		pending: map[string]*v1alpha1.RevocationEntry{},
+		pending:      map[string]*v1alpha1.RevocationEntry{},
+		created:      map[string]time.Time{},
+		createdLimit: minCreatedLimit,
 	}
 }
 
+func entryKey(e *v1alpha1.RevocationEntry) string { return e.Namespace + "/" + e.Name }
+
 // add queues an entry (idempotent by name).
 func (r *revocationQueue) add(e *v1alpha1.RevocationEntry) {
-	key := e.Namespace + "/" + e.Name
+	key := entryKey(e)
 	r.mu.Lock()
 	if _, ok := r.pending[key]; !ok {
 		r.pending[key] = e
@@ -105,6 +130,36 @@ func (r *revocationQueue) add(e *v1alpha1.RevocationEntry) {
 	}
 	r.mu.Unlock()
 	r.q.Add(key)
+}
+
+// restore queues an entry unless it is pending or this process has seen the API server
+// take it, and reports whether it queued it.
+func (r *revocationQueue) restore(e *v1alpha1.RevocationEntry) bool {
+	key := entryKey(e)
+	r.mu.Lock()
+	_, pending := r.pending[key]
+	_, created := r.created[key]
+	r.mu.Unlock()
+	if pending || created {
+		return false
+	}
+	r.add(e)
+	return true
+}
+
+// forgetCreated drops the record of entries the API server took before t.
+func (r *revocationQueue) forgetCreated(t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.forgetCreatedLocked(t)
+}
+
+func (r *revocationQueue) forgetCreatedLocked(t time.Time) {
+	for key, at := range r.created {
+		if at.Before(t) {
+			delete(r.created, key)
+		}
+	}
 }
 
 // run creates queued entries until ctx is done.
@@ -136,15 +191,23 @@ func (r *revocationQueue) flush() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
-	lost := 0
+	sessions, tokens := 0, 0
 	for _, e := range pending {
 		if err := r.c.Create(ctx, e.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
-			lost++
-			r.log.Error(err, "Failed to create a RevocationEntry at shutdown", "revocationEntry", e.Namespace+"/"+e.Name, "sessionID", e.Spec.SessionID)
+			if e.Spec.SessionID != "" {
+				sessions++
+			} else {
+				tokens++
+			}
+			r.log.Error(err, "Failed to create a RevocationEntry at shutdown", "revocationEntry", entryKey(e), "sessionID", e.Spec.SessionID, "jti", e.Spec.JTI)
 		}
 	}
-	if lost > 0 {
-		r.log.Info("Stopped with RevocationEntries not created; their sessions are revoked in the store", "count", lost)
+	if sessions > 0 {
+		r.log.Info("Stopped with session RevocationEntries not created; the sessions are revoked in the store, "+
+			"and the revocation sweep at the next start (or another replica's) creates their entries", "count", sessions)
+	}
+	if tokens > 0 {
+		r.log.Info("Stopped with access-token RevocationEntries not created; those tokens stay valid until they expire", "count", tokens)
 	}
 }
 
@@ -177,6 +240,14 @@ func (r *revocationQueue) next(ctx context.Context) bool {
 	r.q.Forget(key)
 	r.mu.Lock()
 	delete(r.pending, key)
+	if e.Spec.SessionID != "" {
+		now := r.clk.Now()
+		r.created[key] = now
+		if len(r.created) > r.createdLimit { // amortized: the limit doubles with what stays
+			r.forgetCreatedLocked(now.Add(-MaxRevocationWindow))
+			r.createdLimit = max(minCreatedLimit, 2*len(r.created))
+		}
+	}
 	r.metrics.RevocationQueue.Set(float64(len(r.pending)))
 	r.mu.Unlock()
 	return true

@@ -119,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 		dpop:     newDPoPVerifier(cfg.Clock, cfg.Sealer.dpopNonceKey(), cfg.DPoPNonce, cfg.DPoPNonceLifetime),
 		subjects: newDetector(),
 		families: newDetector(),
-		revoker:  newRevocationQueue(cfg.Client, cfg.Metrics, cfg.Log.WithName("revocations")),
+		revoker:  newRevocationQueue(cfg.Client, cfg.Clock, cfg.Metrics, cfg.Log.WithName("revocations")),
 	}
 	s.registry = NewRegistry(func(n int) { s.metrics.Policies.Set(float64(n)) })
 	return s, nil

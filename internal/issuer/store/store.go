@@ -142,6 +142,12 @@ type Store interface {
 	// RevokeSubject revokes every family of subject under policy that is Live at at;
 	// returns their IDs in ascending order.
 	RevokeSubject(ctx context.Context, policy, subject, reason string, at time.Time) ([]string, error)
+	// RevokedSince returns the families revoked at or after since (RevokedAt ≥ since),
+	// ascending by RevokedAt, then by ID; live families are never included. The token
+	// service re-queues their sessions' RevocationEntries from it (a crash may lose the
+	// in-memory queue between the store write and the entry's creation), so it asks only for
+	// the last access-token lifetime; GC must not delete a revoked family sooner.
+	RevokedSince(ctx context.Context, since time.Time) ([]Family, error)
 	// GC drops Replay data older than its window (spent + replayWindow ≤ now) and deletes
 	// families (and their tokens) that expired or were revoked more than retain before now
 	// (dead since the earliest of RevokedAt, ExpiresAt, LastUsedAt + IdleTimeout, and that

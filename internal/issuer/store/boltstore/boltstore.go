@@ -38,6 +38,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -505,6 +506,39 @@ func (s *Store) RevokeSubject(ctx context.Context, policy, subject, reason strin
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+// RevokedSince returns the families revoked at or after since, by RevokedAt then ID. It
+// scans every family in one read transaction: there is no index by revocation time, which
+// would need a new format version. The scan costs what GC's own scan of the families costs,
+// and the token service runs both once per GC interval; one replica's sessions fit.
+func (s *Store) RevokedSince(ctx context.Context, since time.Time) ([]store.Family, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var fams []store.Family
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFamilies).ForEach(func(k, v []byte) error {
+			var r familyRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("family %q: %w", k, err)
+			}
+			if !r.RevokedAt.IsZero() && !r.RevokedAt.Before(since) {
+				fams = append(fams, r.family(string(k)))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: revoked since: %w", err)
+	}
+	slices.SortFunc(fams, func(a, b store.Family) int {
+		if c := a.RevokedAt.Compare(b.RevokedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return fams, nil
 }
 
 // GC drops replays whose window has passed and deletes families dead for more than retain.

@@ -392,6 +392,23 @@ func (s *Store) RevokeSubject(ctx context.Context, policy, subject, reason strin
 	return ids, nil
 }
 
+// revokedSinceSQL reads the index families_revoked_at (migration 0002) in order.
+const revokedSinceSQL = `SELECT ` + familyColumns + ` FROM families f
+	WHERE f.revoked_at >= $1 ORDER BY f.revoked_at, f.id`
+
+// RevokedSince returns the families revoked at or after since, by revoked_at then id.
+func (s *Store) RevokedSince(ctx context.Context, since time.Time) ([]store.Family, error) {
+	rows, err := s.pool.Query(ctx, revokedSinceSQL, since)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: revoked since: %w", err)
+	}
+	fams, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Family, error) { return scanFamily(row) })
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: revoked since: %w", err)
+	}
+	return fams, nil
+}
+
 // GC drops replays whose window has passed and deletes families dead for more than retain
 // (their tokens go by ON DELETE CASCADE), in batches of gcBatch rows.
 func (s *Store) GC(ctx context.Context, now time.Time, replayWindow, retain time.Duration) (int, error) {

@@ -38,6 +38,10 @@ limitations under the License.
 //     Family.Live.
 //   - RevokeSubject returns the IDs it revoked in ascending order; families already
 //     revoked or expired at `at` are left alone.
+//   - RevokedSince includes a family revoked exactly at since (microsecond precision),
+//     orders by RevokedAt then ID, reports a re-revoked family at its first revocation, and
+//     never lists a live or a merely expired family, however revocation happened (RevokeFamily,
+//     RevokeSubject, or Rotate detecting a reuse).
 //   - GC drops a Replay once now ≥ SpentAt + replayWindow, and deletes a family (with all
 //     its tokens, spent or not) once it has been dead — revoked, expired, or idle, whichever
 //     came first — for more than retain; its tokens are Unknown afterwards.
@@ -83,6 +87,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeadBeforeReplayAndReuse", testDeadBeforeReplayAndReuse},
 		{"RevokeFamilyIdempotent", testRevokeFamilyIdempotent},
 		{"RevokeSubject", testRevokeSubject},
+		{"RevokedSince", testRevokedSince},
 		{"GCReplay", testGCReplay},
 		{"GCFamilies", testGCFamilies},
 		{"Chain100", testChain100},
@@ -602,6 +607,75 @@ func testRevokeSubject(t *testing.T, s store.Store) {
 	ids, err = s.RevokeSubject(ctx, "team-a/web", "nobody", "none", at)
 	if err != nil || len(ids) != 0 {
 		t.Fatalf("RevokeSubject of an unknown subject: %q, %v; want none, nil", ids, err)
+	}
+}
+
+func testRevokedSince(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	since := base.Add(time.Hour)
+	list := func(since time.Time) []store.Family {
+		t.Helper()
+		fams, err := s.RevokedSince(ctx, since)
+		if err != nil {
+			t.Fatalf("RevokedSince(base+%s): %v", since.Sub(base), err)
+		}
+		return fams
+	}
+	if got := list(base); len(got) != 0 {
+		t.Fatalf("RevokedSince on an empty store: %d families", len(got))
+	}
+
+	revoke := func(id string, at time.Time) {
+		t.Helper()
+		if _, err := s.RevokeFamily(ctx, id, "logout", at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := family("live")
+	expired := family("expired")
+	expired.ExpiresAt = since.Add(time.Minute) // expired, never revoked: not listed
+	for _, id := range []string{"before", "at", "b-tie", "a-tie", "later", "reused"} {
+		mustCreate(t, s, family(id), tok(id))
+	}
+	mustCreate(t, s, live, tok("live"))
+	mustCreate(t, s, expired, tok("expired"))
+	subj := family("subject")
+	subj.Subject = "bob"
+	mustCreate(t, s, subj, tok("subject"))
+
+	revoke("before", since.Add(-time.Microsecond))
+	revoke("at", since)
+	revoke("b-tie", since.Add(time.Minute))
+	revoke("a-tie", since.Add(time.Minute))
+	revoke("later", since.Add(3*time.Minute))
+	revoke("later", since.Add(4*time.Minute)) // idempotent: still listed at its first revocation
+	if _, err := s.RevokeSubject(ctx, subj.Policy, subj.Subject, "offboarded", since.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// Reuse detection revokes in Rotate.
+	spent := since.Add(-time.Hour)
+	wantOutcome(t, mustRotate(t, s, req(tok("reused"), tok("reused-1"), spent, "p")), store.Rotated)
+	wantOutcome(t, mustRotate(t, s, req(tok("reused"), tok("reused-2"), since.Add(90*time.Second), "p")), store.Reused)
+
+	got := list(since)
+	ids := make([]string, 0, len(got))
+	for _, f := range got {
+		ids = append(ids, f.ID)
+	}
+	if want := []string{"at", "a-tie", "b-tie", "reused", "subject", "later"}; !slices.Equal(ids, want) {
+		t.Fatalf("RevokedSince(since) = %q, want %q (by RevokedAt, then ID)", ids, want)
+	}
+	for _, f := range got {
+		wantFamily(t, f, mustFamily(t, s, f.ID))
+	}
+	if f := got[len(got)-1]; !f.RevokedAt.Equal(since.Add(3 * time.Minute)) {
+		t.Fatalf("re-revoked family listed with RevokedAt %s, want its first revocation", f.RevokedAt)
+	}
+	if got := list(since.Add(-time.Microsecond)); len(got) != 7 || got[0].ID != "before" {
+		t.Fatalf("RevokedSince one microsecond earlier: %d families; want 7, the first \"before\"", len(got))
+	}
+	if got := list(since.Add(3*time.Minute + time.Microsecond)); len(got) != 0 {
+		t.Fatalf("RevokedSince after the last revocation: %d families", len(got))
 	}
 }
 
