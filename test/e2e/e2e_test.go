@@ -19,6 +19,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -97,30 +98,40 @@ func TestInjectedSidecarAuthenticates(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := fmt.Sprintf("http://%s/orders", svc.Spec.ClusterIP)
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	// kube-proxy programs the Service's rules a moment after the pods are Ready: retry
 	// connection errors (not statuses) for a while.
-	var resp *http.Response
-	err = waitFor(30*time.Second, func() bool {
+	var code int
+	if err := waitFor(30*time.Second, func() bool {
 		var derr error
-		resp, derr = httpClient.Do(req)
+		code, derr = status(url, "")
 		return derr == nil
-	})
-	if err != nil {
+	}); err != nil {
 		t.Fatalf("the Service %s never answered: %v", url, err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("Service without a token: %d", resp.StatusCode)
+	if code != http.StatusUnauthorized {
+		t.Fatalf("Service without a token: %d", code)
 	}
-	req.Header.Set("Authorization", "Bearer "+s.token(""))
-	if resp, err = httpClient.Do(req); err != nil {
-		t.Fatal(err)
+	if code, err := status(url, s.token("")); err != nil || code != http.StatusOK {
+		t.Fatalf("Service with a valid token: %d %v", code, err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("Service with a valid token: %d", resp.StatusCode)
+}
+
+// status GETs url with an optional bearer token and returns the status code.
+func status(url, token string) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
 }
 
 // forgedSigner signs with a fresh key under someone else's kid.
