@@ -106,33 +106,12 @@ func main() {
 		os.Exit(1)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
-		log.Error(err, "Failed to register indexes")
-		os.Exit(1)
-	}
 	realClock := clock.RealClock{}
 	copts := controller.Options{MaxConcurrentReconciles: workers, RecoverPanic: ptr(true)}
-	if err := (&controllers.SigningKeyReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: realClock,
-		Recorder: mgr.GetEventRecorder("keyward-signingkey"),
-	}).SetupWithManager(mgr, copts); err != nil {
-		log.Error(err, "Failed to set up the controller", "controller", "SigningKey")
-		os.Exit(1)
-	}
-	if err := (&controllers.TokenPolicyReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: realClock,
-		Recorder: mgr.GetEventRecorder("keyward-tokenpolicy"),
-	}).SetupWithManager(mgr, copts); err != nil {
-		log.Error(err, "Failed to set up the controller", "controller", "TokenPolicy")
-		os.Exit(1)
-	}
 	ropts := copts
 	ropts.MaxConcurrentReconciles = revocationWorkers
-	if err := (&controllers.RevocationEntryReconciler{
-		Client: mgr.GetClient(), Clock: realClock,
-		Recorder: mgr.GetEventRecorder("keyward-revocation"),
-	}).SetupWithManager(mgr, ropts); err != nil {
-		log.Error(err, "Failed to set up the controller", "controller", "RevocationEntry")
+	if err := controllers.SetupAll(ctx, mgr, realClock, copts, ropts); err != nil {
+		log.Error(err, "Failed to set up the controllers")
 		os.Exit(1)
 	}
 	ready := healthz.Ping

@@ -18,12 +18,14 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -200,4 +202,33 @@ func (r *RevocationEntryReconciler) entriesForPolicy(ctx context.Context, o clie
 		}
 	}
 	return reqs
+}
+
+// SetupAll registers the field indexes and the three controllers on mgr, the way the
+// manager binary runs them (Event sources keyward-signingkey, keyward-tokenpolicy,
+// keyward-revocation). revocationOpts applies to the RevocationEntry controller, the most
+// numerous and the lightest.
+func SetupAll(ctx context.Context, mgr ctrl.Manager, clk clock.Clock, opts, revocationOpts controller.Options) error {
+	if err := SetupIndexes(ctx, mgr); err != nil {
+		return fmt.Errorf("registering indexes: %w", err)
+	}
+	if err := (&SigningKeyReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clk,
+		Recorder: mgr.GetEventRecorder("keyward-signingkey"),
+	}).SetupWithManager(mgr, opts); err != nil {
+		return fmt.Errorf("setting up the SigningKey controller: %w", err)
+	}
+	if err := (&TokenPolicyReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clk,
+		Recorder: mgr.GetEventRecorder("keyward-tokenpolicy"),
+	}).SetupWithManager(mgr, opts); err != nil {
+		return fmt.Errorf("setting up the TokenPolicy controller: %w", err)
+	}
+	if err := (&RevocationEntryReconciler{
+		Client: mgr.GetClient(), Clock: clk,
+		Recorder: mgr.GetEventRecorder("keyward-revocation"),
+	}).SetupWithManager(mgr, revocationOpts); err != nil {
+		return fmt.Errorf("setting up the RevocationEntry controller: %w", err)
+	}
+	return nil
 }

@@ -151,32 +151,12 @@ func startSuite() (*suite, error) {
 		_ = env.Stop()
 		return nil, err
 	}
-	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
+	copts := controller.Options{MaxConcurrentReconciles: 2}
+	s.signingKeys = &controllers.SigningKeyReconciler{Client: s.k8s, APIReader: s.k8s, Clock: s.clock, Recorder: s.recorder}
+	if err := controllers.SetupAll(ctx, mgr, s.clock, copts, copts); err != nil {
 		cancel()
 		_ = env.Stop()
 		return nil, err
-	}
-	copts := controller.Options{MaxConcurrentReconciles: 2}
-	s.signingKeys = &controllers.SigningKeyReconciler{Client: s.k8s, APIReader: s.k8s, Clock: s.clock, Recorder: s.recorder}
-	for _, setup := range []func() error{
-		func() error {
-			return (&controllers.SigningKeyReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: s.clock,
-				Recorder: mgr.GetEventRecorder("keyward-signingkey")}).SetupWithManager(mgr, copts)
-		},
-		func() error {
-			return (&controllers.TokenPolicyReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: s.clock,
-				Recorder: mgr.GetEventRecorder("keyward-tokenpolicy")}).SetupWithManager(mgr, copts)
-		},
-		func() error {
-			return (&controllers.RevocationEntryReconciler{Client: mgr.GetClient(), Clock: s.clock,
-				Recorder: mgr.GetEventRecorder("keyward-revocation")}).SetupWithManager(mgr, copts)
-		},
-	} {
-		if err := setup(); err != nil {
-			cancel()
-			_ = env.Stop()
-			return nil, err
-		}
 	}
 	done := make(chan struct{})
 	go func() {

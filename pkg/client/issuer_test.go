@@ -157,29 +157,10 @@ func startWorld() (*world, error) {
 		return fail(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
+	opts := controller.Options{MaxConcurrentReconciles: 2}
+	if err := controllers.SetupAll(ctx, mgr, w.clock, opts, opts); err != nil {
 		cancel()
 		return fail(err)
-	}
-	opts := controller.Options{MaxConcurrentReconciles: 2}
-	for _, setup := range []func() error{
-		func() error {
-			return (&controllers.SigningKeyReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: w.clock,
-				Recorder: mgr.GetEventRecorder("keyward-signingkey")}).SetupWithManager(mgr, opts)
-		},
-		func() error {
-			return (&controllers.TokenPolicyReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: w.clock,
-				Recorder: mgr.GetEventRecorder("keyward-tokenpolicy")}).SetupWithManager(mgr, opts)
-		},
-		func() error {
-			return (&controllers.RevocationEntryReconciler{Client: mgr.GetClient(), Clock: w.clock,
-				Recorder: mgr.GetEventRecorder("keyward-revocation")}).SetupWithManager(mgr, opts)
-		},
-	} {
-		if err := setup(); err != nil {
-			cancel()
-			return fail(err)
-		}
 	}
 	done := make(chan struct{})
 	go func() {

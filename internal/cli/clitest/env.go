@@ -168,29 +168,10 @@ func (e *Env) StartManager() error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
-		cancel()
-		return err
-	}
 	// A restarted manager registers the same controller names again in this process.
 	skip := true
 	opts := controller.Options{MaxConcurrentReconciles: 4, SkipNameValidation: &skip}
-	realClock := clock.RealClock{}
-	if err := (&controllers.SigningKeyReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: realClock, Recorder: mgr.GetEventRecorder("keyward-signingkey"),
-	}).SetupWithManager(mgr, opts); err != nil {
-		cancel()
-		return err
-	}
-	if err := (&controllers.TokenPolicyReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: realClock, Recorder: mgr.GetEventRecorder("keyward-tokenpolicy"),
-	}).SetupWithManager(mgr, opts); err != nil {
-		cancel()
-		return err
-	}
-	if err := (&controllers.RevocationEntryReconciler{
-		Client: mgr.GetClient(), Clock: realClock, Recorder: mgr.GetEventRecorder("keyward-revocation"),
-	}).SetupWithManager(mgr, opts); err != nil {
+	if err := controllers.SetupAll(ctx, mgr, clock.RealClock{}, opts, opts); err != nil {
 		cancel()
 		return err
 	}
