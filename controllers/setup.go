@@ -23,11 +23,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -231,4 +233,18 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, clk clock.Clock, opts, revo
 		return fmt.Errorf("setting up the RevocationEntry controller: %w", err)
 	}
 	return nil
+}
+
+// CacheOptions is the manager's cache: only the Secrets and ConfigMaps Keyward generates
+// (labelled app.kubernetes.io/managed-by=keyward) are cached, and nothing with its
+// managedFields.
+func CacheOptions() cache.Options {
+	managed := labels.SelectorFromSet(labels.Set{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue})
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}:    {Label: managed},
+			&corev1.ConfigMap{}: {Label: managed},
+		},
+	}
 }
